@@ -1,0 +1,497 @@
+"""The driver: one per job. ``python -m dato_dist.driver --store URI --job ID``.
+
+It hands out tasks to runners in batches, notices lost runners (closed connection, missed
+heartbeats, a reaped process) and re-queues their unfinished tasks, has the combiner run
+once every map task is done, and writes results, progress and the final status to the job
+store. With ``--local-runners N`` it also starts N runners on this machine (forked before
+pyarrow is imported, so they start in milliseconds) and replaces those that die.
+
+Batches follow guided self-scheduling, capped so a batch takes about
+:data:`TARGET_BATCH_SECONDS` at the measured task time: 10,000 tiny tasks travel in a few
+messages, while slow tasks go out one or a few at a time.
+"""
+
+import argparse
+import collections
+import math
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Listener, wait
+
+from . import protocol as P
+from . import procs
+
+TARGET_BATCH_SECONDS = 0.25
+#: A task whose runner died this many times while running it is recorded as Failed.
+MAX_TASK_LOSSES = 3
+#: Exception name recorded for such a task.
+RUNNER_LOST = "RunnerLost"
+
+
+class _Runner:
+    def __init__(self, conn, runner_id, pid, host):
+        self.conn, self.id, self.pid, self.host = conn, runner_id, pid, host
+        self.inflight = []  # task indices handed out, in the order the runner runs them
+        self.current = None  # (index, start) from heartbeats
+        self.last_seen = time.monotonic()
+        self.idle = False
+        self.has_combiner = False
+
+
+class _LocalRunners:
+    """Runner processes on this machine: forked at start, spawned as replacements."""
+
+    def __init__(self, address, authkey, log_dir, settings):
+        self.address, self.authkey, self.log_dir = address, authkey, log_dir
+        self.settings = settings
+        self.procs = {}  # slot -> pid or Popen
+        self.restarts = collections.Counter()
+
+    def _log_fd(self, slot):
+        os.makedirs(self.log_dir, exist_ok=True)
+        return os.open(os.path.join(self.log_dir, f"runner-{slot}.log"),
+                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def fork(self, slot, listener):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = self._log_fd(slot)
+        pid = os.fork()
+        if pid == 0:  # the runner
+            code = 1
+            try:
+                listener.close()
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                from . import runner
+
+                code = runner.serve(self.address, self.authkey, str(slot),
+                                    heartbeat_interval=self.settings["heartbeat_interval"],
+                                    flush_interval=self.settings["result_flush_interval"])
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code or 0)
+        os.close(fd)
+        self.procs[slot] = pid
+
+    def spawn(self, slot):
+        """A replacement runner, as a fresh interpreter (this process has threads now)."""
+        fd = self._log_fd(slot)
+        env = dict(os.environ, **{P.AUTHKEY_ENV: self.authkey.hex()})
+        cmd = [sys.executable, "-m", "dato_dist.runner", "--driver",
+               f"{self.address[0]}:{self.address[1]}", "--id", str(slot),
+               "--heartbeat-interval", str(self.settings["heartbeat_interval"]),
+               "--flush-interval", str(self.settings["result_flush_interval"])]
+        self.procs[slot] = subprocess.Popen(cmd, stdout=fd, stderr=fd, env=env,
+                                            stdin=subprocess.DEVNULL)
+        os.close(fd)
+        self.restarts[slot] += 1
+
+    def pid(self, slot):
+        p = self.procs.get(slot)
+        return p.pid if isinstance(p, subprocess.Popen) else p
+
+    def reap(self):
+        """Slots whose process has exited since the last call."""
+        gone = []
+        for slot, p in list(self.procs.items()):
+            if isinstance(p, subprocess.Popen):
+                exited = p.poll() is not None
+            else:
+                try:
+                    exited = os.waitpid(p, os.WNOHANG)[0] != 0
+                except ChildProcessError:
+                    exited = True
+            if exited:
+                del self.procs[slot]
+                gone.append(slot)
+        return gone
+
+    def kill(self, slot, sig=signal.SIGKILL):
+        pid = self.pid(slot)
+        if pid:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop_all(self, grace=2.0):
+        deadline = time.monotonic() + grace
+        while self.procs and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.02)
+        for slot in list(self.procs):
+            self.kill(slot)
+        deadline = time.monotonic() + grace
+        while self.procs and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.02)
+
+
+class Driver:
+    """Schedules one job's tasks over its runners and records everything in the store."""
+
+    def __init__(self, files, spec, listener, authkey, *, local_runners=None):
+        self.files, self.spec = files, spec
+        self.settings = spec["settings"]
+        self.listener, self.authkey = listener, authkey
+        self.local = local_runners
+        self.names = spec["task_names"]
+        self.n = len(self.names)
+        self.pending = collections.deque(range(self.n))
+        self.done = set()
+        self.failed = 0
+        self.losses = collections.Counter()
+        self.runners = {}  # conn -> _Runner
+        self.unflushed = []
+        self.batch_no = 0
+        self.combiner_record = None
+        self.combiner_assigned = False
+        self.avg_task_time = None
+        self.cancel_requested = False
+        self.error = None
+        self.state = {"status": "Running", "started": time.time(), "ended": None,
+                      "error": None, "driver": procs.describe_self(),
+                      "address": list(listener.address)}
+        self._new_conns = collections.deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._state_dirty = True
+        self.last_flush = 0.0
+        self.last_cancel_check = 0.0
+
+    # -- connections ---------------------------------------------------------------------
+    def _accept_loop(self):
+        while True:
+            try:
+                conn = self.listener.accept()
+            except (OSError, EOFError):
+                if self.listener_closed:
+                    return
+                continue  # a bad handshake (wrong key): ignore that client
+            self._new_conns.append(conn)
+            try:
+                self._wake_w.send(b"x")
+            except OSError:
+                return
+
+    listener_closed = False
+
+    def _lose(self, runner, why):
+        """Forget ``runner``; its unfinished tasks go back to the front of the queue."""
+        self.runners.pop(runner.conn, None)
+        try:
+            runner.conn.close()
+        except OSError:
+            pass
+        unfinished = [i for i in runner.inflight if i not in self.done]
+        if unfinished:
+            running = unfinished[0]  # a runner works through its batch in order
+            self.losses[running] += 1
+            print(f"[dato-dist] runner {runner.id} ({runner.host}:{runner.pid}) lost ({why}); "
+                  f"re-queuing {len(unfinished)} task(s)", flush=True)
+            if self.losses[running] >= MAX_TASK_LOSSES:
+                unfinished.pop(0)
+                self._add_records([{
+                    "index": running, "status": "Failed", "start": time.time(),
+                    "run_time": None, "exception": RUNNER_LOST,
+                    "exception_message": f"the runner died {MAX_TASK_LOSSES} times while "
+                                         "running this task (killed, out of memory, or the "
+                                         "task ended its process)",
+                    "exception_traceback": None, "result": None,
+                    "attempts": self.losses[running], "worker": f"{runner.host}:{runner.pid}"}])
+            self.pending.extendleft(reversed(unfinished))
+        if runner.has_combiner and self.combiner_record is None:
+            self.combiner_assigned = False
+        if self.local is not None and runner.id.isdigit():
+            self.local.kill(int(runner.id))
+        self._state_dirty = True
+
+    # -- records and scheduling ----------------------------------------------------------
+    def _add_records(self, records, runner=None):
+        for rec in records:
+            index = rec["index"]
+            if index == P.COMBINER_INDEX:
+                self.combiner_record = rec
+                self.unflushed.append(rec)
+                continue
+            if index in self.done:
+                continue  # a re-queued task finished twice: keep the first result
+            self.done.add(index)
+            if rec["status"] == "Failed":
+                self.failed += 1
+            elif rec["run_time"] is not None:
+                t = rec["run_time"]
+                self.avg_task_time = t if self.avg_task_time is None else (
+                    0.8 * self.avg_task_time + 0.2 * t)
+            self.unflushed.append(rec)
+        if runner is not None and records:
+            finished = {r["index"] for r in records}
+            runner.inflight = [i for i in runner.inflight if i not in finished]
+        self._state_dirty = True
+
+    def _batch_size(self):
+        active = max(1, len(self.runners))
+        size = math.ceil(len(self.pending) / (2 * active))
+        if self.avg_task_time is None:
+            size = min(size, 1)
+        elif self.avg_task_time > 0:
+            size = min(size, max(1, int(TARGET_BATCH_SECONDS / self.avg_task_time)))
+        return max(1, min(size, self.settings["max_batch_size"]))
+
+    def _map_finished(self):
+        return len(self.done) == self.n
+
+    def finished(self):
+        return self._map_finished() and (
+            not self.spec["has_combiner"] or self.combiner_record is not None)
+
+    def _serve(self, runner):
+        """Answer a runner's WANT: tasks, the combiner, STOP, or park it until there is work."""
+        if self.cancel_requested:
+            return self._send(runner, (P.STOP,))
+        if self.pending:
+            size = self._batch_size()
+            batch = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            runner.inflight.extend(batch)
+            runner.idle = False
+            return self._send(runner, (P.TASKS, [(i, self.names[i], self.tasks[i]) for i in batch]))
+        if self._map_finished() and self.spec["has_combiner"] and not self.combiner_assigned:
+            records = self.files_records()
+            pairs = [(self.names[i], records[i]["result"] if i in records else None)
+                     for i in range(self.n)]
+            self.combiner_assigned = runner.has_combiner = True
+            runner.idle = False
+            return self._send(runner, (P.COMBINE, pairs))
+        if self.finished():
+            return self._send(runner, (P.STOP,))
+        runner.idle = True
+
+    def files_records(self):
+        """All records so far: flushed (from the store) and not yet flushed."""
+        self.flush()
+        return self.files.read_results()
+
+    def _send(self, runner, msg):
+        try:
+            runner.conn.send(msg)
+        except (OSError, ValueError) as e:
+            self._lose(runner, f"send failed: {e}")
+
+    def _handle(self, conn):
+        runner = self.runners.get(conn)
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError) as e:
+            if runner is not None:
+                self._lose(runner, f"connection closed: {type(e).__name__}")
+            else:
+                conn.close()
+            return
+        kind = msg[0]
+        if kind == P.HELLO:
+            runner = _Runner(conn, msg[1], msg[2], msg[3])
+            self.runners[conn] = runner
+            self._send(runner, (P.SETUP, self.function_bytes, self.combiner_bytes,
+                                self.settings["max_retries"]))
+            return
+        if runner is None:
+            conn.close()
+            return
+        runner.last_seen = time.monotonic()
+        if kind == P.BEAT:
+            runner.current = msg[1]
+        elif kind == P.RESULTS:
+            self._add_records(msg[1], runner)
+        elif kind == P.WANT:
+            self._add_records(msg[1], runner)
+            self._serve(runner)
+
+    def _wake_idle(self):
+        for runner in list(self.runners.values()):
+            if runner.idle and (self.pending or self.finished() or self.cancel_requested or (
+                    self._map_finished() and self.spec["has_combiner"]
+                    and not self.combiner_assigned)):
+                self._serve(runner)
+
+    # -- periodic duties -----------------------------------------------------------------
+    def flush(self):
+        """Write new records as one results batch, and the state when it changed."""
+        if self.unflushed:
+            self.files.write_results(self.batch_no, self.unflushed)
+            self.batch_no += 1
+            self.unflushed = []
+        if self._state_dirty:
+            self._write_state()
+        self.last_flush = time.monotonic()
+
+    def _write_state(self):
+        running = []
+        for r in self.runners.values():
+            if r.current and r.current[0] is not None and r.current[0] not in self.done:
+                running.append([r.current[0], r.current[1], f"{r.host}:{r.pid}"])
+        self.state.update(
+            counts={"total": self.n, "completed": len(self.done) - self.failed,
+                    "failed": self.failed, "running": len(running),
+                    "pending": len(self.pending)},
+            running=running, runners=len(self.runners), updated=time.time())
+        self.files.write_state(self.state)
+        self._state_dirty = False
+
+    def _check_runners(self):
+        now = time.monotonic()
+        timeout = self.settings["heartbeat_timeout"]
+        for runner in list(self.runners.values()):
+            if now - runner.last_seen > timeout:
+                self._lose(runner, f"no heartbeat for {timeout:.0f} s")
+        if self.local is None:
+            return
+        for slot in self.local.reap():
+            for runner in list(self.runners.values()):
+                if runner.id == str(slot):
+                    self._lose(runner, "its process exited")
+            if self.finished() or self.cancel_requested:
+                continue
+            if self.local.restarts[slot] < self.settings["max_runner_restarts"]:
+                print(f"[dato-dist] starting a replacement for runner {slot}", flush=True)
+                self.local.spawn(slot)
+        if not self.local.procs and not self.runners and not self.finished():
+            self.error = ("Every runner was lost and none could be replaced (config key "
+                          "driver.max_runner_restarts); see the runner logs in "
+                          f"{self.files.store.display_path(self.files.log_rel())}.")
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self):
+        fn_bytes, comb_bytes, self.tasks = self.files.read_payload()
+        self.function_bytes, self.combiner_bytes = fn_bytes, comb_bytes
+        self._write_state()
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+        flush_interval = self.settings["flush_interval"]
+        while not (self.finished() or self.cancel_requested or self.error):
+            ready = wait(list(self.runners) + [self._wake_r], timeout=0.1)
+            for conn in ready:
+                if conn is self._wake_r:
+                    self._wake_r.recv(4096)
+                    while self._new_conns:
+                        self._handle(self._new_conns.popleft())
+                else:
+                    self._handle(conn)
+            self._wake_idle()
+            now = time.monotonic()
+            if now - self.last_cancel_check > 1.0:
+                self.last_cancel_check = now
+                if self.files.cancel_requested():
+                    self.cancel_requested = True
+            self._check_runners()
+            if now - self.last_flush > flush_interval:
+                self.flush()
+        return self._finish()
+
+    def _finish(self):
+        if self.cancel_requested:
+            status = "Canceled"
+        elif self.error:
+            status = "Failed"
+        elif self.spec["has_combiner"] and self.combiner_record["status"] == "Failed":
+            status = "Failed"
+            rec = self.combiner_record
+            self.error = (f"The combiner raised {rec['exception']}: {rec['exception_message']}\n"
+                          f"{rec['exception_traceback']}")
+        else:
+            status = "Completed"
+        self.state.update(status=status, ended=time.time(), error=self.error)
+        self._state_dirty = True
+        self.flush()
+        self._wake_idle()  # idle runners get STOP
+        self.listener_closed = True
+        for runner in list(self.runners.values()):
+            self._send(runner, (P.STOP,))
+        if self.local is not None:
+            if status == "Canceled":
+                for slot in list(self.local.procs):
+                    self.local.kill(slot, signal.SIGTERM)
+            self.local.stop_all()
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        print(f"[dato-dist] job {self.files.job_id} {status}", flush=True)
+        return 0
+
+
+def bind_listener(host, port_range, authkey):
+    """A Listener on ``host`` at the first free port in ``port_range`` (or any port)."""
+    if not port_range:
+        return Listener((host, 0), authkey=authkey)
+    start, end = port_range
+    for port in range(start, end + 1):
+        try:
+            return Listener((host, port), authkey=authkey)
+        except OSError:
+            continue
+    raise OSError(f"no free port on {host} in {start}-{end}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m dato_dist.driver")
+    parser.add_argument("--store", required=True, help="URI of the job store")
+    parser.add_argument("--job", required=True, help="the job's id")
+    parser.add_argument("--local-runners", type=int, default=0,
+                        help="start this many runners on this machine")
+    parser.add_argument("--local-log-dir", help="where local runners write their logs")
+    parser.add_argument("--runner-opts", default="{}",
+                        help="JSON: heartbeat_interval and result_flush_interval for runners")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--ports", help="START-END port range to listen in")
+    args = parser.parse_args(argv)
+
+    key_hex = os.environ.pop(P.AUTHKEY_ENV, None)
+    authkey = bytes.fromhex(key_hex) if key_hex else secrets.token_bytes(32)
+    ports = tuple(int(p) for p in args.ports.split("-")) if args.ports else None
+    listener = bind_listener(args.host, ports, authkey)
+    local = None
+    if args.local_runners:
+        # Fork the runners first: this process has no threads and no pyarrow yet.
+        import json
+
+        opts = {"heartbeat_interval": 1.0, "result_flush_interval": 0.2}
+        opts.update(json.loads(args.runner_opts))
+        local = _LocalRunners(listener.address, authkey, args.local_log_dir, opts)
+        for slot in range(args.local_runners):
+            local.fork(slot, listener)
+
+    from .jobfiles import JobFiles
+    from .store import Store
+
+    stop_signal = []
+    signal.signal(signal.SIGTERM, lambda *a: stop_signal.append(a[0]))
+    files = JobFiles(Store(args.store), args.job)
+    spec = files.read_spec()
+    driver = Driver(files, spec, listener, authkey, local_runners=local)
+    # SIGTERM (a cancel from the client) ends the loop at its next turn.
+    signal.signal(signal.SIGTERM, lambda *a: setattr(driver, "cancel_requested", True))
+    if stop_signal:
+        driver.cancel_requested = True
+    try:
+        return driver.run()
+    except BaseException as e:
+        driver.state.update(status="Failed", ended=time.time(),
+                            error=f"The driver failed: {type(e).__name__}: {e}")
+        try:
+            driver._write_state()
+        finally:
+            if local is not None:
+                local.stop_all(grace=0.5)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

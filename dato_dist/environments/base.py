@@ -1,0 +1,69 @@
+"""The small base every environment implements."""
+
+import abc
+
+
+class Environment(abc.ABC):
+    """Where jobs run: something that can start a job's driver and runners, and stop them.
+
+    An implementer provides the abstract methods below. Environments are registered by
+    type name in :data:`dato_dist.environments.REGISTRY` and persisted with ``to_dict``.
+    """
+
+    #: Registry name of the type (``Local``, ``LocalAsync``, ``HadoopCluster``, ...).
+    type_name = None
+    #: True when ``job.create`` returns only after the job ended.
+    synchronous = False
+
+    def __init__(self, name):
+        self.name = name
+
+    # -- identity and persistence -----------------------------------------------------------
+    def to_dict(self):
+        """Everything needed to rebuild this environment in another process (no secrets)."""
+        return {"type": self.type_name, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(data["name"])
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.to_dict() == self.to_dict()
+
+    def __hash__(self):
+        return hash((self.type_name, self.name))
+
+    # -- what an implementer provides -------------------------------------------------------
+    def check(self):
+        """Preflight at ``create``: raise a clear error if jobs cannot run here now."""
+
+    @abc.abstractmethod
+    def store_uri(self, config):
+        """The job store URI jobs of this environment live in."""
+
+    @abc.abstractmethod
+    def start(self, files, spec, config):
+        """Start the job's driver (and runners) for the job in ``files``; do not wait.
+
+        Must record in the store what :meth:`is_alive` and :meth:`stop` need (``launch.json``).
+        On failure, stop whatever was started, then raise.
+        """
+
+    @abc.abstractmethod
+    def is_alive(self, files, launch, state):
+        """True/False when the job's driver is known to run or not; None when unknown."""
+
+    @abc.abstractmethod
+    def stop(self, files, launch):
+        """End the job's driver and runners within seconds; leave nothing running."""
+
+    @abc.abstractmethod
+    def log_location(self, files):
+        """Where the job's logs are, as a user would open them (path or URI)."""
+
+    def describe(self, files, launch):
+        """Extra ``(label, value)`` lines for ``print(job)``."""
+        return []
+
+    def close(self):
+        """Release client-side resources (connections); the environment stays usable."""

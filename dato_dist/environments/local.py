@@ -1,0 +1,141 @@
+"""The environments on this machine: ``Local`` (synchronous) and ``LocalAsync`` (background).
+
+Both start the job's driver as a detached process (its own session, so it outlives the
+client) that forks the runners. ``Local`` then waits for it; ``LocalAsync`` returns.
+"""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+
+from .. import procs
+from ..errors import InvalidArgument
+from .base import Environment
+
+log = logging.getLogger(__name__)
+
+_children = []  # drivers started by this process, polled so they do not linger as zombies
+
+
+def _reap():
+    for p in list(_children):
+        if p.poll() is not None:
+            _children.remove(p)
+
+
+class LocalAsync(Environment):
+    """Run jobs in the background on this machine; the default environment (``'async'``).
+
+    Parameters
+    ----------
+    name : str
+        The environment's name in ``gl.deploy.environments``.
+    num_workers : int, optional
+        Runner processes; default: config ``local.num_workers`` (0 = one per CPU).
+
+    Examples
+    --------
+    >>> env = LocalAsync('bg', num_workers=2)
+    >>> print(env)
+    LocalAsync: ["name": bg]
+    """
+
+    type_name = "LocalAsync"
+
+    def __init__(self, name, *, num_workers=None):
+        super().__init__(name)
+        if num_workers is not None and (not isinstance(num_workers, int)
+                                        or isinstance(num_workers, bool) or num_workers < 1):
+            raise InvalidArgument(f"num_workers must be a positive int, got {num_workers!r}.")
+        self.num_workers = num_workers
+
+    def __str__(self):
+        return f'{self.type_name}: ["name": {self.name}]'
+
+    __repr__ = __str__
+
+    def to_dict(self):
+        d = super().to_dict()
+        if self.num_workers is not None:
+            d["num_workers"] = self.num_workers
+        return d
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(data["name"], num_workers=data.get("num_workers"))
+
+    def store_uri(self, config):
+        return config.store_uri
+
+    def workers(self, config):
+        return self.num_workers or config["local.num_workers"] or os.cpu_count() or 1
+
+    def _log_dir(self, files):
+        local = files.store.local_path(files.log_rel())
+        if local:
+            return local
+        from ..config import load
+
+        return str(load().home / "logs" / files.job_id)
+
+    def start(self, files, spec, config):
+        _reap()
+        log_dir = self._log_dir(files)
+        os.makedirs(log_dir, exist_ok=True)
+        runner_opts = {k: spec["settings"][k] for k in ("heartbeat_interval",
+                                                         "result_flush_interval")}
+        cmd = [sys.executable, "-m", "dato_dist.driver", "--store", files.store.uri,
+               "--job", files.job_id, "--local-runners", str(self.workers(config)),
+               "--local-log-dir", log_dir, "--runner-opts", json.dumps(runner_opts)]
+        env = dict(os.environ)
+        # Functions pickled by reference must import in the runners as they do here.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd()] + sys.path if p)
+        with open(os.path.join(log_dir, "driver.log"), "ab") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        _children.append(proc)
+        try:
+            files.write_launch({"host": socket.gethostname(), "pid": proc.pid,
+                                "start_time": procs.start_time(proc.pid), "log_dir": log_dir})
+        except BaseException:
+            procs.kill_group(proc.pid, grace=1.0)
+            raise
+        return proc
+
+    def is_alive(self, files, launch, state):
+        info = (state or {}).get("driver") or launch
+        if not info or info.get("host") != socket.gethostname():
+            return None
+        _reap()
+        return procs.is_alive(info.get("pid"), info.get("start_time"))
+
+    def stop(self, files, launch):
+        if launch and launch.get("host") == socket.gethostname() and procs.is_alive(
+                launch.get("pid"), launch.get("start_time")):
+            procs.kill_group(launch["pid"])
+        _reap()
+
+    def log_location(self, files):
+        return self._log_dir(files)
+
+    def describe(self, files, launch):
+        launch = launch or {}
+        return [("Process pid", launch.get("pid")),
+                ("Execution Directory", files.uri),
+                ("Log file", os.path.join(self.log_location(files), "driver.log"))]
+
+
+class Local(LocalAsync):
+    """Run jobs on this machine and wait for them: ``job.create`` returns when it ended.
+
+    Examples
+    --------
+    >>> print(Local('here'))
+    Local: ["name": here]
+    """
+
+    type_name = "Local"
+    synchronous = True

@@ -1,0 +1,323 @@
+"""The client's handle on a job: status, results, metrics, logs, cancel.
+
+A :class:`Job` holds no state of its own beyond where the job lives: everything is read
+from the job store, so a job loaded in another process (``Job.load``) is the same job.
+"""
+
+import datetime
+import logging
+import time
+
+import cloudpickle
+
+from .environments import environment_from_dict
+from .errors import (InvalidArgumentType, JobCanceled, JobFailed, JobNotFound, TasksFailed,
+                     Timeout)
+from .jobfiles import COMBINER_INDEX, JobFiles
+from .metrics import format_time, metrics_table
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+FINAL = ("Completed", "Failed", "Canceled")
+POLL_MIN, POLL_MAX = 0.002, 0.25
+
+
+def _split_uri(uri):
+    base, _, job_id = uri.rstrip("/").rpartition("/")
+    return base or "/", job_id
+
+
+class Job:
+    """A job or map job, wherever it runs.
+
+    Created by ``gl.deploy.job.create`` / ``map_job.create``; re-attached with
+    :meth:`load`. ``get_status()`` never waits; ``get_results()`` and
+    ``get_map_results()`` wait for the end.
+    """
+
+    def __init__(self, files, spec=None):
+        self._files = files
+        self._spec = spec or files.read_spec()
+        self._env = None
+        self._records = {}
+        self._final_state = None
+
+    # -- loading --------------------------------------------------------------------------
+    @classmethod
+    def load(cls, id_or_uri):
+        """The job named ``id_or_uri`` on this machine, or at that store URI / path.
+
+        Examples
+        --------
+        >>> job = Job.load('add-May-07-2015-11-13-06')          # doctest: +SKIP
+        >>> job = Job.load('s3://bucket/jobs/add-May-07-2015')   # doctest: +SKIP
+        """
+        from .config import load as load_config
+        from .session import jobs
+
+        if not isinstance(id_or_uri, str) or not id_or_uri:
+            raise InvalidArgumentType(f"job.load takes a job id or URI, got {id_or_uri!r}.")
+        if "/" in id_or_uri:
+            uri = id_or_uri
+        elif jobs.has(id_or_uri):
+            uri = jobs.uri_of(id_or_uri)
+        else:
+            uri = f"{load_config().store_uri.rstrip('/')}/{id_or_uri}"
+        base, job_id = _split_uri(uri)
+        files = JobFiles(Store(base), job_id)
+        try:
+            spec = files.read_spec()
+        except FileNotFoundError:
+            raise JobNotFound(f"No job '{id_or_uri}': nothing at {files.uri}. See "
+                              "gl.deploy.jobs for the jobs of this machine.") from None
+        return cls(files, spec)
+
+    # -- identity --------------------------------------------------------------------------
+    @property
+    def id(self):
+        """The job's id (its name, unique in its store)."""
+        return self._spec["id"]
+
+    @property
+    def name(self):
+        return self._spec["name"]
+
+    @property
+    def uri(self):
+        """Where the job lives in its store (path or URI); ``job.load(uri)`` re-attaches."""
+        return self._files.uri
+
+    @property
+    def environment(self):
+        """The environment object the job runs in."""
+        if self._env is None:
+            self._env = environment_from_dict(self._spec["environment"])
+        return self._env
+
+    @property
+    def is_map_job(self):
+        return self._spec["kind"] == "map_job"
+
+    def __repr__(self):
+        return f"Job<id={self.id}, status={self.get_status(_silent=True)}>"
+
+    # -- state -----------------------------------------------------------------------------
+    def _state(self):
+        """The store's state, corrected when the driver is known to be gone."""
+        if self._final_state is not None:
+            return self._final_state
+        state = self._files.read_state()
+        status = (state or {}).get("status", "Pending")
+        if status in FINAL:
+            self._final_state = state
+            return state
+        launch = self._files.read_launch()
+        if launch is None and state is None:
+            return {"status": "Pending"}
+        alive = self.environment.is_alive(self._files, launch, state)
+        if alive is False:
+            state = self._files.read_state()  # it may have finished just now
+            if (state or {}).get("status") in FINAL:
+                self._final_state = state
+                return state
+            state = dict(state or {}, status="Failed", error=(
+                f"The job's driver (pid {(launch or {}).get('pid')}) exited without finishing "
+                f"the job. Its log: {self.get_log_file_path()}"))
+        return state or {"status": "Pending"}
+
+    def get_status(self, _silent=False):
+        """``'Pending'``, ``'Running'``, ``'Completed'``, ``'Failed'``, ``'Canceled'`` or
+        ``'Unknown'``; never waits."""
+        try:
+            state = self._state()
+        except OSError as e:
+            if not _silent:
+                log.warning("Cannot read the state of job '%s': %s", self.name, e)
+            return "Unknown"
+        return state.get("status", "Unknown")
+
+    def get_error(self):
+        """The job-level error (driver died, combiner raised, environment failed) or None."""
+        return self._state().get("error")
+
+    def get_start_time(self):
+        started = self._state().get("started")
+        return None if started is None else datetime.datetime.fromtimestamp(started)
+
+    def get_end_time(self):
+        ended = self._state().get("ended")
+        return None if ended is None else datetime.datetime.fromtimestamp(ended)
+
+    def progress(self):
+        """``(done, failed, total)`` task counts so far."""
+        state = self._state()
+        counts = state.get("counts") or {}
+        total = len(self._spec["task_names"])
+        return (counts.get("completed", 0) + counts.get("failed", 0), counts.get("failed", 0),
+                total)
+
+    def wait(self, timeout=None, *, on_progress=None):
+        """Wait until the job ends; return its status. ``Timeout`` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = POLL_MIN
+        while True:
+            status = self.get_status(_silent=True)
+            if on_progress is not None:
+                on_progress(self)
+            if status in FINAL:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"Job '{self.name}' still {status} after {timeout} s; "
+                              "it goes on running (job.cancel() stops it).")
+            time.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX)
+
+    # -- results ---------------------------------------------------------------------------
+    def _read_records(self):
+        if len(self._records) < len(self._spec["task_names"]) + self._spec["has_combiner"]:
+            self._records = self._files.read_results()
+        return self._records
+
+    def _value(self, record):
+        return cloudpickle.loads(record["result"])
+
+    def _wait_logged(self):
+        if self.get_status(_silent=True) not in FINAL:
+            log.info("Waiting for job to finish, this may take quite a while.")
+            log.info("You may CTRL-C to stop this command and it will not cancel your job.")
+        return self.wait()
+
+    def get_results(self):
+        """Wait for the end; the function's result, the combiner's, or the list of map results.
+
+        Raises a ``RuntimeError`` (:class:`JobCanceled`, :class:`JobFailed` or
+        :class:`TasksFailed`) when the job was canceled or failed, or when tasks failed.
+        """
+        status = self._wait_logged()
+        if status == "Canceled":
+            raise JobCanceled(f"Job '{self.name}' was canceled; it has no results. "
+                              "Partial results: job.get_map_results().")
+        if status == "Failed":
+            raise JobFailed(f"Job '{self.name}' failed: {self.get_error()}")
+        records = self._read_records()
+        if self._spec["has_combiner"]:
+            return self._value(records[COMBINER_INDEX])
+        failed = [i for i in range(len(self._spec["task_names"]))
+                  if records.get(i, {}).get("status") != "Completed"]
+        if failed:
+            first = records.get(failed[0], {})
+            raise TasksFailed(
+                f"{len(failed)} of {len(self._spec['task_names'])} task(s) of job '{self.name}' "
+                f"failed; the first, {self._spec['task_names'][failed[0]]}, raised "
+                f"{first.get('exception')}: {first.get('exception_message')}. Call "
+                "job.get_map_results() for the partial results and job.get_metrics() for "
+                "every error.")
+        values = [self._value(records[i]) for i in range(len(self._spec["task_names"]))]
+        return values if self.is_map_job else values[0]
+
+    def get_map_results(self, wait=True):
+        """The map results in task order, ``None`` for a failed task.
+
+        Waits for the job to end by default; ``wait=False`` returns at once: ``None`` while
+        pending, a partial list (``None`` for unfinished tasks) while running.
+        """
+        if not self.is_map_job:
+            raise InvalidArgumentType(
+                f"Job '{self.name}' is not a map job: use job.get_results().")
+        if wait:
+            self._wait_logged()
+        elif self.get_status(_silent=True) == "Pending":
+            return None
+        records = self._read_records()
+        return [self._value(records[i]) if records.get(i, {}).get("status") == "Completed"
+                else None for i in range(len(self._spec["task_names"]))]
+
+    def get_metrics(self):
+        """The per-task metrics table so far (None before any task started); never waits."""
+        state = self._state()
+        return metrics_table(self._spec["task_names"], self._read_records(),
+                             state.get("running"))
+
+    def get_parameters(self):
+        """``{task_name: kwargs}`` of every task."""
+        _, _, tasks = self._files.read_payload()
+        return {name: cloudpickle.loads(kw) for name, kw in zip(self._spec["task_names"], tasks)}
+
+    def get_code(self):
+        """The source of the job's function (and combiner), as captured at create."""
+        return self._spec.get("code")
+
+    def get_required_packages(self):
+        return list(self._spec.get("required_packages") or [])
+
+    def get_log_file_path(self):
+        """Where the job's logs are: a local folder, ``hdfs://...`` or ``s3://.../logs``."""
+        return self.environment.log_location(self._files)
+
+    def read_logs(self):
+        """``{log name: text}`` of the job's logs that can be read from here."""
+        import os
+
+        location = self.get_log_file_path()
+        out = {}
+        if os.path.isdir(location):
+            for name in sorted(os.listdir(location)):
+                with open(os.path.join(location, name), "rb") as f:
+                    out[name] = f.read().decode(errors="replace")
+            return out
+        for name in self._files.log_names():
+            out[name] = self._files.read_log(name).decode(errors="replace")
+        return out
+
+    # -- control ---------------------------------------------------------------------------
+    def cancel(self):
+        """Stop the job (status ``Canceled``); a no-op on a job that already ended.
+
+        On a cluster only the job stops: the hosts or the YARN cluster keep running.
+        """
+        if self.get_status(_silent=True) in FINAL:
+            log.info("Job '%s' already ended (%s); nothing to cancel.", self.name,
+                     self.get_status(_silent=True))
+            return
+        self._files.request_cancel()
+        launch = self._files.read_launch()
+        self.environment.stop(self._files, launch)
+        state = self._files.read_state() or {}
+        if state.get("status") not in FINAL:
+            state.update(status="Canceled", ended=time.time(), error=None)
+            self._files.write_state(state)
+        log.info("Job '%s' canceled.", self.name)
+
+    def show(self):
+        """Print the job's summary (GraphLab opened Canvas here)."""
+        print(self)
+
+    def __str__(self):
+        state = self._state()
+        fn = self._spec["function_name"]
+        if self._spec.get("combiner_name"):
+            fn += f", {self._spec['combiner_name']} (combiner)"
+        lines = ["Info", "------",
+                 f"Job                : {self.name}",
+                 f"Function(s)        : {fn}",
+                 f"Status             : {state.get('status')}"]
+        if state.get("error"):
+            lines.append(f"Error              : {state['error']}")
+        lines += ["", "Help", "------",
+                  "Visualize progress : self.show()",
+                  "Query status       : self.get_status()",
+                  "Get results        : self.get_results()",
+                  "", "Environment", "----------", str(self.environment),
+                  "", "Metrics", "-------",
+                  f"Start time         : {format_time(state.get('started'))}",
+                  f"End time           : {format_time(state.get('ended'))}"]
+        metrics = self.get_metrics()
+        if metrics is not None:
+            lines.append(str(metrics))
+        lines += ["", "Execution Information", "---------------------"]
+        for label, value in self.environment.describe(self._files, self._files.read_launch()):
+            lines.append(f"{label:<19}: {value}")
+        return "\n".join(lines)
+
+

@@ -1,0 +1,111 @@
+"""The files of one job in the store, and the only code that knows their names.
+
+Layout under ``<store>/<job id>/``::
+
+    spec.json          what was asked: name, kind, task names, environment, code, packages
+    function.pkl       the function and the combiner (cloudpickle, framed)
+    tasks.pkl          every task's kwargs, each pickled separately (framed)
+    launch.json        who started the driver: host, pid, process start time
+    state.json         the driver's view: status, times, error, counts, running tasks
+    results/NNNNNNNN.pkl   finished task records, written in batches by the driver (framed)
+    cancel             present when a cancel was requested
+    logs/              driver.log and one log per runner
+"""
+
+import pickle
+
+from . import protocol as P
+
+SPEC, FUNCTION, TASKS, LAUNCH, STATE = (
+    "spec.json", "function.pkl", "tasks.pkl", "launch.json", "state.json")
+RESULTS_DIR, CANCEL, LOGS_DIR = "results", "cancel", "logs"
+
+
+class JobFiles:
+    """Read and write one job's files in a :class:`~dato_dist.store.Store`."""
+
+    def __init__(self, store, job_id):
+        self.store = store
+        self.job_id = job_id
+        self._results_cache = {}
+
+    def _rel(self, name):
+        return f"{self.job_id}/{name}"
+
+    @property
+    def uri(self):
+        return self.store.display_path(self.job_id)
+
+    def exists(self):
+        return self.store.exists(self._rel(SPEC))
+
+    # -- written by the client at create --------------------------------------------------
+    def write_payload(self, *, function_bytes, combiner_bytes, task_kwargs_bytes):
+        self.store.write_bytes(self._rel(FUNCTION), pickle.dumps(
+            {"function": function_bytes, "combiner": combiner_bytes}, protocol=5))
+        self.store.write_bytes(self._rel(TASKS), pickle.dumps(task_kwargs_bytes, protocol=5))
+
+    def write_spec(self, spec):
+        self.store.write_json(self._rel(SPEC), spec)
+
+    def read_spec(self):
+        return self.store.read_json(self._rel(SPEC))
+
+    def read_payload(self):
+        """``(function_bytes, combiner_bytes, [kwargs_bytes, ...])``."""
+        fn = pickle.loads(self.store.read_bytes(self._rel(FUNCTION)))
+        tasks = pickle.loads(self.store.read_bytes(self._rel(TASKS)))
+        return fn["function"], fn["combiner"], tasks
+
+    def write_launch(self, info):
+        self.store.write_json(self._rel(LAUNCH), info)
+
+    def read_launch(self):
+        return self.store.read_json(self._rel(LAUNCH), default=None)
+
+    # -- written by the driver ------------------------------------------------------------
+    def write_state(self, state):
+        self.store.write_json(self._rel(STATE), state)
+
+    def read_state(self):
+        return self.store.read_json(self._rel(STATE), default=None)
+
+    def write_results(self, batch_no, records):
+        self.store.write_bytes(f"{self._rel(RESULTS_DIR)}/{batch_no:08d}.pkl",
+                               pickle.dumps(records, protocol=5))
+
+    def read_results(self):
+        """Every record written so far, by task index (the combiner's under COMBINER_INDEX).
+
+        Batches are immutable once written, so each is read once per JobFiles.
+        """
+        records = {}
+        for name in self.store.list(self._rel(RESULTS_DIR)):
+            if not name.endswith(".pkl"):
+                continue
+            batch = self._results_cache.get(name)
+            if batch is None:
+                batch = pickle.loads(self.store.read_bytes(f"{self._rel(RESULTS_DIR)}/{name}"))
+                self._results_cache[name] = batch
+            for record in batch:
+                records[record["index"]] = record  # a later batch wins (a re-run task)
+        return records
+
+    # -- cancel and logs -----------------------------------------------------------------
+    def request_cancel(self):
+        self.store.write_bytes(self._rel(CANCEL), b"cancel", framed=False)
+
+    def cancel_requested(self):
+        return self.store.exists(self._rel(CANCEL))
+
+    def log_rel(self, name=""):
+        return self._rel(f"{LOGS_DIR}/{name}" if name else LOGS_DIR)
+
+    def log_names(self):
+        return self.store.list(self.log_rel())
+
+    def read_log(self, name):
+        return self.store.read_bytes(self.log_rel(name), framed=False)
+
+
+COMBINER_INDEX = P.COMBINER_INDEX

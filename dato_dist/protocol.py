@@ -1,0 +1,40 @@
+"""Messages between a job's driver and its runners.
+
+Runners connect to the driver over ``multiprocessing.connection`` (TCP, HMAC-authenticated
+with a per-job key that is passed in memory or in the environment, never written to the
+store). Every message is a tuple whose first item is its kind:
+
+runner -> driver
+    ``(HELLO, runner_id, pid, host)``          first message on a connection
+    ``(WANT, records)``                        finished records; asks for more work (replied)
+    ``(RESULTS, records)``                     finished records mid-batch (not replied)
+    ``(BEAT, current)``                        heartbeat; ``current`` is ``(index, start)`` or None
+driver -> runner
+    ``(SETUP, function_bytes, combiner_bytes, max_retries)``   reply to HELLO
+    ``(TASKS, [(index, name, kwargs_bytes), ...])``            reply to WANT
+    ``(COMBINE, [(name, result_bytes or None), ...])``         reply to WANT: run the combiner
+    ``(STOP,)``                                                reply to WANT: no more work
+
+A record is a dict with the keys of :data:`RECORD_KEYS`.
+"""
+
+HELLO, WANT, RESULTS, BEAT = "hello", "want", "results", "beat"
+SETUP, TASKS, COMBINE, STOP = "setup", "tasks", "combine", "stop"
+
+#: Index given to the combiner's record.
+COMBINER_INDEX = -1
+
+RECORD_KEYS = (
+    "index",  # position in the parameter set (COMBINER_INDEX for the combiner)
+    "status",  # 'Completed' or 'Failed'
+    "start",  # epoch seconds
+    "run_time",  # seconds, None when failed
+    "exception",  # class name or None
+    "exception_message",
+    "exception_traceback",
+    "result",  # cloudpickle bytes or None
+    "attempts",
+    "worker",  # 'host:pid'
+)
+
+AUTHKEY_ENV = "DATO_DIST_AUTHKEY"

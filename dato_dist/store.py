@@ -1,0 +1,238 @@
+"""The job store: the single source of truth for a job, on any ``pyarrow.fs`` filesystem.
+
+A store is a root URI (a local path, ``file://``, ``hdfs://`` or ``s3://``); each job is a
+folder under it. Only :mod:`pyarrow.fs` is used, so the same code serves every filesystem.
+
+Writes are atomic: on filesystems with a rename (local, HDFS) a file is written under a
+temporary name and moved into place; on object stores (S3) a single put is atomic already.
+Binary files carry a small frame (magic, length, CRC-32) so a truncated or foreign file is
+reported as :class:`~dato_dist.errors.CorruptStoreFile`, never read as a wrong result.
+"""
+
+import json
+import logging
+import os
+import struct
+import time
+import uuid
+import zlib
+from urllib.parse import urlparse
+
+from .errors import CorruptStoreFile, StoreError, StoreUnreachable
+
+log = logging.getLogger(__name__)
+
+_MAGIC = b"DDS1"
+_HEADER = struct.Struct(">4sQI")  # magic, payload length, crc32
+_OBJECT_STORES = {"s3", "gcs"}
+
+
+def frame(payload):
+    """``payload`` with the store's integrity header in front."""
+    return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def unframe(data, path):
+    """The payload of a framed file; raises :class:`CorruptStoreFile` naming ``path``."""
+    if len(data) < _HEADER.size:
+        raise CorruptStoreFile(path=path, reason=f"only {len(data)} bytes, shorter than its header")
+    magic, length, crc = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise CorruptStoreFile(path=path, reason="it does not start with the store's marker")
+    payload = memoryview(data)[_HEADER.size:]
+    if len(payload) != length:
+        raise CorruptStoreFile(path=path, reason=f"{len(payload)} of {length} bytes present")
+    if zlib.crc32(payload) != crc:
+        raise CorruptStoreFile(path=path, reason="checksum mismatch")
+    return bytes(payload)
+
+
+def filesystem_from_uri(uri):
+    """``(pyarrow filesystem, path)`` for a URI or a plain local path."""
+    import pyarrow.fs as pafs
+
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        path = os.path.abspath(os.path.expanduser(parsed.path if parsed.scheme else uri))
+        return pafs.LocalFileSystem(), path
+    if parsed.scheme == "hdfs":
+        from .hdfs import hdfs_filesystem  # resolved lazily: libhdfs or a native client
+
+        return hdfs_filesystem(uri)
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise StoreUnreachable(uri=uri, cause=e) from None
+    return fs, path
+
+
+def _with_retries(what, fn, retries):
+    """Run ``fn``; retry an ``OSError`` ``retries`` times with back-off, then raise ours."""
+    delay = 0.1
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except (FileNotFoundError, CorruptStoreFile):
+            raise
+        except OSError as e:
+            if attempt == retries:
+                raise StoreError(f"{what} failed after {retries + 1} attempts: {e}") from e
+            log.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class Store:
+    """A folder tree on a ``pyarrow.fs`` filesystem with atomic, checked reads and writes.
+
+    Parameters
+    ----------
+    uri : str
+        Root of the store: a local path, ``file://...``, ``hdfs://...`` or ``s3://...``.
+    write_retries : int
+        Times a failing write is retried before :class:`StoreError` is raised.
+
+    Examples
+    --------
+    >>> s = Store("/tmp/jobs")
+    >>> s.write_json("a/state.json", {"status": "Running"})
+    >>> s.read_json("a/state.json")["status"]
+    'Running'
+    """
+
+    def __init__(self, uri, *, write_retries=3, filesystem=None):
+        self.uri = uri
+        self.write_retries = write_retries
+        if filesystem is not None:
+            self.fs, self.root = filesystem, uri
+        else:
+            self.fs, self.root = filesystem_from_uri(uri)
+        self.root = self.root.rstrip("/") or "/"
+        self._atomic_put = self.fs.type_name in _OBJECT_STORES
+
+    def __repr__(self):
+        return f"Store<{self.uri}>"
+
+    def path(self, rel):
+        """The filesystem path of ``rel`` (a '/'-separated path under the root)."""
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def local_path(self, rel):
+        """An OS path for ``rel`` when the store is on the local disk, else None."""
+        return self.path(rel) if self.fs.type_name == "local" else None
+
+    def display_path(self, rel):
+        """``rel`` as a user would type it: a local path or a URI."""
+        if self.fs.type_name == "local":
+            return self.path(rel)
+        base = self.uri.rstrip("/")
+        return f"{base}/{rel}" if rel else base
+
+    def check(self):
+        """Raise :class:`StoreUnreachable` unless the root can be created and listed."""
+        import pyarrow.fs as pafs
+
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        except OSError as e:
+            raise StoreUnreachable(uri=self.uri, cause=e) from None
+
+    # -- writing -------------------------------------------------------------------------
+    def write_bytes(self, rel, data, *, framed=True):
+        """Write ``data`` to ``rel`` atomically (framed for integrity unless told not to)."""
+        payload = frame(data) if framed else data
+        target = self.path(rel)
+        parent = target.rsplit("/", 1)[0]
+
+        def put():
+            self.fs.create_dir(parent, recursive=True)
+            if self._atomic_put:
+                with self.fs.open_output_stream(target) as out:
+                    out.write(payload)
+                return
+            tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                with self.fs.open_output_stream(tmp) as out:
+                    out.write(payload)
+                self._replace(tmp, target)
+            except BaseException:
+                try:
+                    self.fs.delete_file(tmp)
+                except OSError:
+                    pass
+                raise
+
+        _with_retries(f"Writing {self.display_path(rel)}", put, self.write_retries)
+
+    def _replace(self, tmp, target):
+        if self.fs.type_name == "local":
+            os.replace(tmp, target)  # atomic, overwrites
+            return
+        # HDFS renames refuse to overwrite: remove the old version first.
+        try:
+            self.fs.move(tmp, target)
+        except OSError:
+            self.fs.delete_file(target)
+            self.fs.move(tmp, target)
+
+    def write_json(self, rel, obj):
+        """Write ``obj`` as indented JSON to ``rel`` atomically (readable by operators)."""
+        self.write_bytes(rel, json.dumps(obj, indent=1, sort_keys=True).encode(), framed=False)
+
+    def create_exclusive(self, rel, data):
+        """Create ``rel`` only if it does not exist; True if this call created it."""
+        if self.exists(rel):
+            return False
+        self.write_bytes(rel, data, framed=False)
+        return True
+
+    # -- reading -------------------------------------------------------------------------
+    def read_bytes(self, rel, *, framed=True):
+        """The content of ``rel``; ``FileNotFoundError`` if missing, ``CorruptStoreFile`` if bad."""
+        target = self.path(rel)
+
+        def get():
+            with self.fs.open_input_file(target) as f:
+                return f.read()
+
+        data = _with_retries(f"Reading {self.display_path(rel)}", get, self.write_retries)
+        return unframe(data, self.display_path(rel)) if framed else data
+
+    def read_json(self, rel, default=FileNotFoundError):
+        """Parsed JSON from ``rel``; ``default`` when missing (raises when not given)."""
+        try:
+            data = self.read_bytes(rel, framed=False)
+        except FileNotFoundError:
+            if default is FileNotFoundError:
+                raise
+            return default
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise CorruptStoreFile(path=self.display_path(rel), reason=f"not JSON: {e}") from None
+
+    def exists(self, rel):
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def list(self, rel):
+        """Names (not paths) of the entries directly under ``rel``, sorted; [] if missing."""
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel), allow_not_found=True))
+        return sorted(i.base_name for i in infos if not i.base_name.startswith("."))
+
+    def size(self, rel):
+        return self.fs.get_file_info(self.path(rel)).size
+
+    def delete(self, rel):
+        """Remove ``rel`` (a file or a whole folder); missing is fine."""
+        import pyarrow.fs as pafs
+
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(rel))
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path(rel))

@@ -1,0 +1,222 @@
+"""Validate, serialize, store and start a job: the common path of ``job.create`` and
+``map_job.create``. Every mistake is an error here, before anything runs."""
+
+import functools
+import inspect
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+
+import cloudpickle
+
+from . import _version
+from .config import Config
+from .environments import Environment
+from .errors import (EnvironmentNotFound, InvalidArgument, InvalidArgumentType, NothingToDo,
+                     SerializationError, UnsupportedApi)
+from .jobfiles import JobFiles
+from .session import check_name, environments, jobs
+from .store import Store
+
+DEFAULT_ENVIRONMENT = "async"
+
+
+def function_name(function):
+    """A name for ``function`` usable in job and task names."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    name = getattr(function, "__name__", None) or type(function).__name__
+    return "lambda" if name == "<lambda>" else name.replace("<", "").replace(">", "")
+
+
+def check_function(function, what="function"):
+    if isinstance(function, type) and function.__name__ == "Task":
+        raise UnsupportedApi("The GraphLab 1.0-1.2 Task API is not supported: pass a plain "
+                             "function to gl.deploy.job.create or map_job.create.")
+    if getattr(type(function), "__module__", "").endswith("graphlab.deploy._task") or \
+            type(function).__name__ == "Task":
+        raise UnsupportedApi("The GraphLab 1.0-1.2 Task API is not supported: pass a plain "
+                             "function to gl.deploy.job.create or map_job.create.")
+    if not callable(function):
+        raise InvalidArgumentType(f"The {what} must be callable, got {type(function).__name__}.")
+    if inspect.ismethod(function) and not inspect.isclass(function.__self__):
+        raise InvalidArgumentType(
+            f"The {what} {function.__qualname__} is an instance method; pass a plain "
+            "function, a lambda or a functools.partial.")
+
+
+def bind_kwargs(function, kwargs, task_label):
+    """Check ``kwargs`` against ``function``'s signature; name the argument at fault."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return  # builtins without a signature: checked when they run
+    try:
+        signature.bind(**kwargs)
+    except TypeError as e:
+        raise InvalidArgumentType(
+            f"{task_label} does not match {function_name(function)}{signature}: {e}. The "
+            "keyword arguments must be the function's parameter names.") from None
+
+
+def _dumps(obj, what):
+    try:
+        return cloudpickle.dumps(obj)
+    except Exception as e:
+        raise SerializationError(what=what, cause=e) from None
+
+
+def _dumps_kwargs(kwargs, task_label):
+    try:
+        return cloudpickle.dumps(kwargs)
+    except Exception:
+        for key, value in kwargs.items():
+            _dumps(value, f"argument '{key}' of {task_label}")
+        raise
+
+
+def resolve_environment(environment, logger):
+    """The environment object for ``None``, a name, or an environment."""
+    from .environments.local import LocalAsync
+
+    if environment is None:
+        if DEFAULT_ENVIRONMENT in environments:
+            return environments[DEFAULT_ENVIRONMENT]
+        logger.info("Creating a LocalAsync environment called '%s'.", DEFAULT_ENVIRONMENT)
+        env = LocalAsync(DEFAULT_ENVIRONMENT)
+        environments.register(env)
+        return env
+    if isinstance(environment, str):
+        try:
+            return environments[environment]
+        except KeyError:
+            raise EnvironmentNotFound(
+                f"No environment named '{environment}'. Known: "
+                f"{', '.join(environments.names()) or 'none'}. Create one with "
+                "gl.deploy.environment.LocalAsync(name), ec2_cluster.create(...) or "
+                "hadoop_cluster.create(...).") from None
+    if not isinstance(environment, Environment):
+        raise InvalidArgumentType(
+            f"environment must be None, a name or an environment object, got "
+            f"{type(environment).__name__}.")
+    return environment
+
+
+def unique_name(name, store):
+    """``name``, or ``name-<5 hex>`` when a job of that name exists here or in the store."""
+    candidate = name
+    while jobs.has(candidate) or store.exists(f"{candidate}/spec.json"):
+        candidate = f"{name}-{secrets.token_hex(3)[:5]}"
+    return candidate
+
+
+def _source(function):
+    while isinstance(function, functools.partial):
+        function = function.func
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return None
+
+
+def create(function, *, kind, task_kwargs, name, environment, combiner_function=None,
+           max_retries=None, logger):
+    """Validate and start a job; return its :class:`~dato_dist.job.Job`."""
+    from .job import Job
+
+    logger.info("Validating job.")
+    check_function(function)
+    if combiner_function is not None:
+        check_function(combiner_function, "combiner_function")
+    fname = function_name(function)
+    task_names = [f"{fname}-0-{i}" for i in range(len(task_kwargs))]
+    for i, kwargs in enumerate(task_kwargs):
+        label = f"task {task_names[i]}" if kind == "map_job" else "The keyword arguments"
+        bind_kwargs(function, kwargs, label if kind == "job" else
+                    f"parameter_set[{i}] ({task_names[i]})")
+    if name is not None:
+        check_name(name, "job name")
+    if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+        raise InvalidArgument(f"max_retries must be an int >= 0, got {max_retries!r}.")
+
+    function_bytes = _dumps(function, f"the function '{fname}'")
+    combiner_bytes = (_dumps(combiner_function, "the combiner_function")
+                      if combiner_function is not None else None)
+    kwargs_bytes = [_dumps_kwargs(kw, f"task {task_names[i]}")
+                    for i, kw in enumerate(task_kwargs)]
+
+    env = resolve_environment(environment, logger)
+    env.check()
+    config = Config.load(overrides={"job.max_retries": max_retries})
+    store = Store(env.store_uri(config), write_retries=config["store.write_retries"])
+    store.check()
+    name = name or f"{fname}-{time.strftime('%b-%d-%Y-%H-%M-%S')}"
+    final_name = unique_name(name, store)
+    if final_name != name:
+        logger.info("A job with name '%s' already exists. Renaming the job to '%s'.",
+                    name, final_name)
+    name = final_name
+
+    spec = {
+        "id": name, "name": name, "kind": kind, "function_name": fname,
+        "combiner_name": function_name(combiner_function) if combiner_function else None,
+        "task_names": task_names, "has_combiner": combiner_function is not None,
+        "created": time.time(), "environment": env.to_dict(),
+        "code": _source(function), "dato_dist_version": _version.__version__,
+        "required_packages": sorted(set(getattr(function, "required_packages", []) or [])),
+        "client": {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(),
+                   "python": sys.version.split()[0]},
+        "settings": {
+            "max_retries": config["job.max_retries"],
+            "heartbeat_interval": config["runner.heartbeat_interval"],
+            "heartbeat_timeout": config["runner.heartbeat_timeout"],
+            "max_batch_size": config["runner.max_batch_size"],
+            "result_flush_interval": config["runner.result_flush_interval"],
+            "flush_interval": config["driver.flush_interval"],
+            "max_runner_restarts": config["driver.max_runner_restarts"],
+        },
+    }
+    files = JobFiles(store, name)
+    files.write_payload(function_bytes=function_bytes, combiner_bytes=combiner_bytes,
+                        task_kwargs_bytes=kwargs_bytes)
+    files.write_spec(spec)
+    jobs.register(name, files.uri, env.name, spec["created"])
+    logger.info("Validation complete. Job: '%s' ready for execution.", name)
+    proc = env.start(files, spec, config)
+    job = Job(files, spec)
+    if env.synchronous:
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            job.cancel()
+            raise
+        job.wait()
+        logger.info("Job: '%s' finished.", name)
+    else:
+        logger.info("Job: '%s' scheduled.", name)
+    return job
+
+
+def expand_parameter_set(parameter_set):
+    """The parameter set as a list of dicts; clear errors for anything else."""
+    if isinstance(parameter_set, (dict, str, bytes)) or not hasattr(parameter_set, "__iter__"):
+        raise InvalidArgumentType(
+            f"parameter_set must be a list (or iterable) of dicts, got "
+            f"{type(parameter_set).__name__}.")
+    items = list(parameter_set)
+    if not items:
+        raise NothingToDo("An empty parameter_set was given. Nothing to do.")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidArgumentType(
+                f"parameter_set[{i}] must be a dict of keyword arguments, got "
+                f"{type(item).__name__}: {item!r:.60}")
+        for key in item:
+            if not isinstance(key, str):
+                raise InvalidArgumentType(
+                    f"parameter_set[{i}] has a non-string key {key!r}; keys are the "
+                    "function's parameter names.")
+    return items

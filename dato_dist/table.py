@@ -1,0 +1,133 @@
+"""A small column table with GraphLab's (SFrame's) boxed printed form.
+
+Used for job metrics and for the ``list()`` of the jobs and environments collections.
+Cells longer than 30 characters are cut with ``...``; columns wrap into blocks of at most
+80 characters; only the first 10 rows are printed unless ``print_rows`` asks for more.
+"""
+
+MAX_CELL = 30
+MAX_LINE = 80
+HEAD_ROWS = 10
+
+
+def _cell(value):
+    if value is None:
+        return "None"
+    if isinstance(value, float):
+        text = "%.12g" % value
+    else:
+        text = str(value)
+    text = text.replace("\n", "\\n")
+    return text[: MAX_CELL - 4] + "..." if len(text) > MAX_CELL else text
+
+
+def _center(text, width):
+    pad = width - len(text)
+    left = (pad + 1) // 2
+    return " " * left + text + " " * (pad - left)
+
+
+class Table:
+    """Rows of named columns, printed like GraphLab's SFrame.
+
+    Parameters
+    ----------
+    column_names : list of str
+    rows : list of dict
+        Each row maps every column name to its value.
+
+    Examples
+    --------
+    >>> t = Table(["a", "b"], [{"a": 1, "b": "x"}])
+    >>> t[0]["b"], len(t), t["a"]
+    ('x', 1, [1])
+    """
+
+    def __init__(self, column_names, rows):
+        self._columns = list(column_names)
+        self._rows = [{c: row.get(c) for c in self._columns} for row in rows]
+
+    @property
+    def column_names(self):
+        return list(self._columns)
+
+    @property
+    def num_rows(self):
+        return len(self._rows)
+
+    @property
+    def num_columns(self):
+        return len(self._columns)
+
+    def __len__(self):
+        return len(self._rows)
+
+    def __iter__(self):
+        return iter([dict(r) for r in self._rows])
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self._columns:
+                raise KeyError(f"No column '{key}'; columns: {', '.join(self._columns)}")
+            return [r[key] for r in self._rows]
+        return dict(self._rows[key])
+
+    def to_pylist(self):
+        """The rows as a list of dicts."""
+        return [dict(r) for r in self._rows]
+
+    def to_arrow(self):
+        """The table as a ``pyarrow.Table``."""
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(self._rows) if self._rows else pa.table(
+            {c: pa.array([], pa.null()) for c in self._columns})
+
+    def to_pandas(self):
+        """The table as a ``pandas.DataFrame`` (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self._rows, columns=self._columns)
+
+    to_dataframe = to_pandas
+
+    def _blocks(self, rows):
+        cells = {c: [_cell(r[c]) for r in rows] for c in self._columns}
+        widths = {c: max([len(c)] + [len(x) for x in cells[c]]) + 2 for c in self._columns}
+        blocks, current, line = [], [], 1
+        for c in self._columns:
+            if current and line + widths[c] + 1 > MAX_LINE:
+                blocks.append(current)
+                current, line = [], 1
+            current.append(c)
+            line += widths[c] + 1
+        if current:
+            blocks.append(current)
+        out = []
+        for cols in blocks:
+            rule = "+" + "+".join("-" * widths[c] for c in cols) + "+"
+            out.append(rule)
+            out.append("|" + "|".join(_center(c, widths[c]) for c in cols) + "|")
+            out.append(rule)
+            for i in range(len(rows)):
+                out.append("|" + "|".join(_center(cells[c][i], widths[c]) for c in cols) + "|")
+            out.append(rule)
+        return out
+
+    def format(self, num_rows=HEAD_ROWS):
+        """The printed form, with at most ``num_rows`` rows."""
+        shown = self._rows[:num_rows]
+        lines = self._blocks(shown)
+        lines.append(f"[{self.num_rows} rows x {self.num_columns} columns]")
+        if self.num_rows > len(shown):
+            lines.append("Note: Only the head of the table is printed.")
+            lines.append("You can use print_rows(num_rows=m) to print more rows.")
+        return "\n".join(lines)
+
+    def print_rows(self, num_rows=HEAD_ROWS):
+        print(self.format(num_rows))
+
+    def __str__(self):
+        return self.format()
+
+    __repr__ = __str__
