@@ -38,9 +38,9 @@ def defaults_path():
     )
 
 
-def user_config_path():
+def user_config_path(environ=None):
     """The user's config file (it need not exist)."""
-    explicit = os.environ.get("DATO_DIST_CONFIG")
+    explicit = (os.environ if environ is None else environ).get("DATO_DIST_CONFIG")
     if explicit:
         return Path(explicit).expanduser()
     return Path("~/.dato_dist/config.toml").expanduser()
@@ -123,7 +123,7 @@ class Config:
                 values[key] = _convert(key, value, defaults[key], source)
                 sources[key] = source
 
-        user = user_config_path()
+        user = user_config_path(environ)
         if user.is_file():
             apply(_read_toml(user), str(user))
         env_layer = {}

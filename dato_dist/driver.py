@@ -308,7 +308,9 @@ class Driver:
             return
         runner.last_seen = time.monotonic()
         if kind == P.BEAT:
-            runner.current = msg[1]
+            if runner.current != msg[1]:
+                runner.current = msg[1]
+                self._state_dirty = True
         elif kind == P.RESULTS:
             self._add_records(msg[1], runner)
         elif kind == P.WANT:

@@ -21,6 +21,8 @@ from multiprocessing.connection import Client
 from . import protocol as P
 
 _RESULT_NOT_PICKLABLE = "PicklingError"
+#: A task running this long is reported to the driver right away.
+REPORT_AFTER = 0.2
 
 
 class _Channel:
@@ -77,11 +79,22 @@ def _failure(start, attempts, worker, exc_type, message, tb):
 
 
 def _heartbeat(channel, state, interval, stop):
-    while not stop.wait(interval):
+    """Beat every ``interval`` s, and at once when a task has run for REPORT_AFTER s, so the
+    driver's metrics show it Running without a message per (tiny) task."""
+    last_sent, reported = time.monotonic(), None
+    while not stop.wait(0.05):
+        current = state["current"]
+        now = time.monotonic()
+        fresh = (current is not None and current != reported
+                 and time.time() - current[1] >= REPORT_AFTER)
+        if not fresh and now - last_sent < interval:
+            continue
         try:
-            channel.send((P.BEAT, state["current"]))
+            channel.send((P.BEAT, current))
         except (OSError, EOFError, ValueError):
-            return
+            # The driver is gone: nobody wants this runner's work any more.
+            os._exit(4)
+        last_sent, reported = now, current
 
 
 def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval=0.2):

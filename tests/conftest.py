@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated DATO_DIST_HOME per test session, local environments, waits."""
+
+import os
+import signal
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dato_home(tmp_path_factory):
+    """Every test session gets its own home: nothing touches ~/.dato_dist."""
+    home = tmp_path_factory.mktemp("dato_home")
+    old = {k: os.environ.get(k) for k in ("DATO_DIST_HOME", "DATO_DIST_CONFIG")}
+    os.environ["DATO_DIST_HOME"] = str(home)
+    os.environ["DATO_DIST_CONFIG"] = str(home / "config.toml")
+    yield home
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def env2():
+    """A LocalAsync environment with two runners."""
+    import dato_dist as gl
+
+    return gl.deploy.environment.LocalAsync("two", num_workers=2)
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def pid_alive(pid):
+    from dato_dist.procs import is_alive
+
+    return is_alive(pid)
+
+
+@pytest.fixture
+def reap_jobs():
+    """Jobs registered here are canceled at teardown, so no test leaves a driver running."""
+    jobs = []
+    yield jobs.append
+    for job in jobs:
+        try:
+            job.cancel()
+        except Exception:
+            pass
+
+
+def kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

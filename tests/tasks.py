@@ -1,0 +1,48 @@
+"""Task functions for the tests, importable by the runners (pickled by reference)."""
+
+import os
+import sys
+import time
+
+
+def add(x, y):
+    return x + y
+
+
+def add_combiner(**kwargs):
+    return sum(v for v in kwargs.values() if v is not None)
+
+
+def record_combiner(**kwargs):
+    return dict(kwargs)
+
+
+def failing_combiner(**kwargs):
+    raise ValueError("combiner says no")
+
+
+def sleepy(i, seconds):
+    time.sleep(seconds)
+    return i * i
+
+
+def chatty(i):
+    print(f"hello from task {i}")
+    print(f"warning from task {i}", file=sys.stderr)
+    return i
+
+
+def flaky(path):
+    """Fails on its first call (per path), succeeds on the second."""
+    if not os.path.exists(path):
+        open(path, "w").close()
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+
+def suicide():
+    os._exit(7)
+
+
+def pid_of_runner():
+    return os.getpid()

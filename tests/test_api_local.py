@@ -1,0 +1,216 @@
+"""The GraphLab API end to end on the local environments (real driver and runner processes)."""
+
+import functools
+import logging
+import re
+
+import pytest
+
+import dato_dist as gl
+from dato_dist.errors import JobFailed, TasksFailed
+from tests import tasks
+
+SEED_PARAMS = [{"x": 20, "y": 20}, {"x": None, "y": 10}, {"x": 5, "y": 5}]
+GOOD_PARAMS = [{"x": 20, "y": 20}, {"x": 10, "y": 10}, {"x": 5, "y": 5}]
+
+
+def test_seed_map_job_with_a_failing_task(env2):
+    job = gl.deploy.map_job.create(tasks.add, SEED_PARAMS, environment=env2)
+    assert job.get_map_results() == [40, None, 10]
+    assert job.get_status() == "Completed"  # failed tasks do not fail the job
+    metrics = job.get_metrics()
+    assert metrics.column_names[:7] == ["task_name", "status", "start_time", "run_time",
+                                        "exception", "exception_message",
+                                        "exception_traceback"]
+    assert metrics["task_name"] == ["add-0-0", "add-0-1", "add-0-2"]
+    assert metrics["status"] == ["Completed", "Failed", "Completed"]
+    assert metrics[1]["exception"] == "TypeError"
+    assert "unsupported operand" in metrics[1]["exception_message"]
+    assert metrics[1]["exception_traceback"].startswith("Traceback (most recent call last)")
+    assert "in add" in metrics[1]["exception_traceback"]
+    assert metrics[1]["run_time"] is None and metrics[0]["run_time"] >= 0
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", metrics[0]["start_time"])
+    text = str(metrics)
+    assert "|  add-0-1  |   Failed  |" in text and "[3 rows x 9 columns]" in text
+    with pytest.raises(RuntimeError, match="get_map_results"):
+        job.get_results()
+    with pytest.raises(TasksFailed):
+        job.get_results()
+
+
+def test_seed_combiner(env2):
+    job = gl.deploy.map_job.create(tasks.add, GOOD_PARAMS, environment=env2,
+                                   combiner_function=tasks.add_combiner)
+    assert job.get_results() == 70
+    assert job.get_map_results() == [40, 20, 10]
+
+
+def test_combiner_gets_none_for_failed_tasks(env2):
+    job = gl.deploy.map_job.create(tasks.add, SEED_PARAMS, environment=env2,
+                                   combiner_function=tasks.record_combiner)
+    assert job.get_results() == {"add-0-0": 40, "add-0-1": None, "add-0-2": 10}
+
+
+def test_combiner_that_raises_fails_the_job(env2):
+    job = gl.deploy.map_job.create(tasks.add, GOOD_PARAMS, environment=env2,
+                                   combiner_function=tasks.failing_combiner)
+    assert job.wait(timeout=60) == "Failed"
+    assert "combiner says no" in job.get_error()
+    assert "ValueError" in job.get_error()
+    with pytest.raises(JobFailed, match="combiner says no"):
+        job.get_results()
+    assert job.get_map_results() == [40, 20, 10]
+
+
+def test_job_create_default_environment_and_log_lines(caplog):
+    with caplog.at_level(logging.INFO, logger="dato_dist"):
+        job = gl.deploy.job.create(tasks.add, x=1, y=2)
+    assert job.get_results() == 3
+    assert job.environment.name == "async" and str(job.environment) == \
+        'LocalAsync: ["name": async]'
+    messages = [r.getMessage() for r in caplog.records if r.name == "dato_dist.deploy.job"]
+    assert messages[0] == "Validating job."
+    assert f"Validation complete. Job: '{job.name}' ready for execution." in messages
+    assert messages[-1] == f"Job: '{job.name}' scheduled."
+    assert re.match(r"^add-[A-Z][a-z]{2}-\d\d-\d{4}-\d\d-\d\d-\d\d(-[0-9a-f]{5})?$", job.name)
+    assert gl.deploy.environments["async"].name == "async"
+    with pytest.raises(TypeError, match="not a map job"):
+        job.get_map_results()
+
+
+def test_keyword_order_lambda_and_partial(env2):
+    job = gl.deploy.job.create(tasks.add, y=2, environment=env2, x=40)
+    assert job.get_results() == 42
+    job = gl.deploy.job.create(lambda a: a * 2, environment=env2, a=21)
+    assert job.get_results() == 42 and job.name.startswith("lambda-")
+    job = gl.deploy.map_job.create(functools.partial(tasks.add, y=1), [{"x": 1}, {"x": 2}],
+                                   environment=env2)
+    assert job.get_map_results() == [2, 3]
+    assert job.get_metrics()["task_name"] == ["add-0-0", "add-0-1"]
+
+
+def test_generator_parameter_set_and_get_parameters(env2):
+    job = gl.deploy.map_job.create(tasks.add, ({"x": i, "y": i} for i in range(5)),
+                                   environment=env2)
+    assert job.get_map_results() == [0, 2, 4, 6, 8]
+    assert job.get_parameters()["add-0-3"] == {"x": 3, "y": 3}
+    assert "def add(x, y)" in job.get_code()
+
+
+def test_local_environment_is_synchronous(caplog):
+    env = gl.deploy.environment.Local("sync", num_workers=1)
+    assert str(env) == 'Local: ["name": sync]'
+    with caplog.at_level(logging.INFO, logger="dato_dist"):
+        job = gl.deploy.job.create(tasks.add, environment="sync", x=1, y=1)
+    assert job.get_status() == "Completed"  # already, without waiting
+    assert f"Job: '{job.name}' finished." in caplog.text
+    assert job.get_results() == 2
+
+
+def test_names_validated_and_renamed(env2, caplog):
+    with pytest.raises(ValueError, match="Invalid job name"):
+        gl.deploy.job.create(tasks.add, name="bad name!", environment=env2, x=1, y=1)
+    first = gl.deploy.job.create(tasks.add, name="my-job", environment=env2, x=1, y=1)
+    assert first.name == "my-job"
+    with caplog.at_level(logging.INFO, logger="dato_dist"):
+        second = gl.deploy.job.create(tasks.add, name="my-job", environment=env2, x=1, y=1)
+    assert re.match(r"^my-job-[0-9a-f]{5}$", second.name)
+    assert f"Renaming the job to '{second.name}'" in caplog.text
+    assert first.get_results() == second.get_results() == 2
+
+
+def test_jobs_collection(env2):
+    a = gl.deploy.job.create(tasks.add, name="coll-a", environment=env2, x=1, y=1)
+    b = gl.deploy.job.create(tasks.add, name="coll-b", environment=env2, x=2, y=2)
+    assert gl.deploy.jobs[0].name == "coll-b"  # newest first
+    assert gl.deploy.jobs["coll-a"].get_results() == 2
+    table = gl.deploy.jobs.list()
+    assert table.column_names == ["Index", "Environment", "Name", "Creation date"]
+    frame = table.to_dataframe()
+    assert list(frame["Name"][:2]) == ["coll-b", "coll-a"]
+    assert str(gl.deploy.jobs).startswith("Job(s):\n+")
+    with pytest.raises(KeyError, match="no-such-job"):
+        gl.deploy.jobs["no-such-job"]
+    with pytest.raises(IndexError):
+        gl.deploy.jobs[10_000]
+    del gl.deploy.jobs["coll-a"]
+    assert "coll-a" not in gl.deploy.jobs.names()
+    assert b.get_results() == 4
+    gl.deploy.jobs.delete(pattern="coll-*")
+    assert not [n for n in gl.deploy.jobs.names() if n.startswith("coll-")]
+    # deleting the reference never touches the job itself
+    assert gl.deploy.job.load(b.uri).get_results() == 4
+
+
+def test_environments_collection():
+    gl.deploy.environment.LocalAsync("envs-a")
+    gl.deploy.environment.Local("envs-b")
+    envs = gl.deploy.environments
+    assert envs["envs-a"].type_name == "LocalAsync"
+    assert envs[0].name == "envs-b"
+    assert envs.list().column_names == ["Index", "Name", "Type", "Unsaved changes?",
+                                        "Creation date"]
+    assert "Environment(s):" in str(envs)
+    envs.delete("envs-b")
+    with pytest.raises(KeyError):
+        envs["envs-b"]
+    with pytest.raises(ValueError):
+        gl.deploy.environment.LocalAsync("bad name")
+
+
+def test_status_values_and_partial_results(env2):
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 0.3} for i in range(6)],
+                                   environment=env2)
+    assert job.get_status() in ("Pending", "Running")
+    partial = job.get_map_results(wait=False)
+    assert partial is None or len(partial) == 6
+    assert job.get_map_results() == [i * i for i in range(6)]
+    assert job.get_status() == "Completed"
+    assert job.get_start_time() <= job.get_end_time()
+    text = str(job)
+    for section in ("Info", "Help", "Environment", "Metrics", "Execution Information"):
+        assert f"\n{section}\n" in f"\n{text}"
+    assert "Status             : Completed" in text and "Process pid" in text
+
+
+def test_max_retries(env2, tmp_path):
+    marker = tmp_path / "flaky"
+    job = gl.deploy.job.create(tasks.flaky, environment=env2, max_retries=1, path=str(marker))
+    assert job.get_results() == "ok"
+    assert job.get_metrics()[0]["attempts"] == 2
+    marker2 = tmp_path / "flaky2"
+    job = gl.deploy.job.create(tasks.flaky, environment=env2, path=str(marker2))
+    with pytest.raises(TasksFailed, match="first attempt fails"):
+        job.get_results()
+
+
+def test_required_packages_recorded(env2):
+    @gl.deploy.required_packages(["names==0.3.0"])
+    def greet(who):
+        return f"hi {who}"
+
+    job = gl.deploy.job.create(greet, environment=env2, who="you")
+    assert job.get_results() == "hi you"
+    assert job.get_required_packages() == ["names==0.3.0"]
+
+
+def test_task_output_is_captured_in_the_logs(env2):
+    job = gl.deploy.map_job.create(tasks.chatty, [{"i": i} for i in range(4)], environment=env2)
+    assert job.get_map_results() == [0, 1, 2, 3]
+    logs = job.read_logs()
+    text = "".join(logs.values())
+    for i in range(4):
+        assert f"hello from task {i}" in text and f"warning from task {i}" in text
+        assert f"[dato-dist] task chatty-0-{i} started" in text
+    import os
+    assert os.path.isdir(job.get_log_file_path())
+    assert "driver.log" in os.listdir(job.get_log_file_path())
+
+
+def test_load_by_name_and_uri(env2):
+    job = gl.deploy.map_job.create(tasks.add, GOOD_PARAMS, environment=env2)
+    assert gl.deploy.job.load(job.name).get_map_results() == [40, 20, 10]
+    again = gl.deploy.job.load(job.uri)
+    assert again.name == job.name and again.get_metrics()["status"] == ["Completed"] * 3
+    with pytest.raises(KeyError):
+        gl.deploy.job.load("never-created")

@@ -1,0 +1,95 @@
+import pathlib
+
+import pytest
+
+from dato_dist.metrics import COLUMNS, metrics_table
+from dato_dist.table import Table
+
+SEED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+
+def seed_rows():
+    tb = "Traceback (most recent call last):\n  File \"x.py\", line 1"
+    return [
+        dict(task_name="add-0-0", status="Completed", start_time="2015-05-07 12:46:53",
+             run_time=6.60419464111e-05),
+        dict(task_name="add-0-1", status="Failed", start_time="2015-05-07 12:46:53",
+             run_time=None, exception="TypeError",
+             exception_message="unsupported operand type(s) for +: 'NoneType' and 'int'",
+             exception_traceback=tb),
+        dict(task_name="add-0-2", status="Completed", start_time="2015-05-07 12:46:53",
+             run_time=1.50203704834e-05),
+    ]
+
+
+EXPECTED = """\
++-----------+-----------+---------------------+-------------------+-----------+
+| task_name |   status  |      start_time     |      run_time     | exception |
++-----------+-----------+---------------------+-------------------+-----------+
+|  add-0-0  | Completed | 2015-05-07 12:46:53 | 6.60419464111e-05 |    None   |
+|  add-0-1  |   Failed  | 2015-05-07 12:46:53 |        None       | TypeError |
+|  add-0-2  | Completed | 2015-05-07 12:46:53 | 1.50203704834e-05 |    None   |
++-----------+-----------+---------------------+-------------------+-----------+
++-------------------------------+-------------------------------+
+|       exception_message       |      exception_traceback      |
++-------------------------------+-------------------------------+
+|              None             |              None             |
+| unsupported operand type(s... | Traceback (most recent cal... |
+|              None             |              None             |
++-------------------------------+-------------------------------+
+[3 rows x 7 columns]"""
+
+
+def test_seed_metrics_print_exactly():
+    table = Table(COLUMNS[:7], seed_rows())
+    assert str(table) == EXPECTED
+
+
+def test_expected_matches_the_seed_document():
+    seeds = list(SEED.glob("002_*.txt"))
+    if not seeds:
+        pytest.skip("shared/seeds not beside the repo")
+    assert EXPECTED in seeds[0].read_text()
+
+
+def test_access_by_row_column_and_iteration():
+    table = Table(COLUMNS[:7], seed_rows())
+    assert len(table) == table.num_rows == 3
+    assert table.num_columns == 7
+    assert table[1]["exception"] == "TypeError"
+    assert table["task_name"] == ["add-0-0", "add-0-1", "add-0-2"]
+    assert [r["status"] for r in table] == ["Completed", "Failed", "Completed"]
+    assert table.to_pylist()[2]["run_time"] == 1.50203704834e-05
+    with pytest.raises(KeyError, match="nope"):
+        table["nope"]
+
+
+def test_to_arrow_and_pandas():
+    table = Table(COLUMNS[:7], seed_rows())
+    arrow = table.to_arrow()
+    assert arrow.num_rows == 3 and arrow.column_names == list(COLUMNS[:7])
+    pd = pytest.importorskip("pandas")
+    frame = table.to_pandas()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame["status"]) == ["Completed", "Failed", "Completed"]
+
+
+def test_only_the_head_is_printed():
+    table = Table(["index"], [{"index": i} for i in range(25)])
+    text = str(table)
+    assert "[25 rows x 1 columns]" in text
+    assert "|   9   |" in text and "|   10  |" not in text
+    assert "print_rows" in text
+    assert "|   24  |" in table.format(num_rows=30)
+
+
+def test_metrics_table_orders_tasks_and_shows_running():
+    records = {1: {"status": "Completed", "start": 0.0, "run_time": 0.5, "exception": None,
+                   "exception_message": None, "exception_traceback": None, "attempts": 1,
+                   "worker": "h:1"}}
+    table = metrics_table(["f-0-0", "f-0-1", "f-0-2"], records, [[0, 1.0, "h:2"]])
+    assert table["task_name"] == ["f-0-0", "f-0-1"]
+    assert table["status"] == ["Running", "Completed"]
+    assert table.column_names[:7] == ["task_name", "status", "start_time", "run_time",
+                                      "exception", "exception_message", "exception_traceback"]
+    assert metrics_table(["f-0-0"], {}, []) is None
