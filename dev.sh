@@ -29,6 +29,8 @@ case "$cmd" in
     ;;
   test)
     ensure_venv "test"
+    say "installing system packages the tests use (openssh-server, as root)"
+    "$VENV/bin/python" -c 'from tests.infra.sshd import ensure_openssh_server as e; print(e())'
     say "running the test suite"
     exec "$VENV/bin/python" -m pytest -ra "$@"
     ;;

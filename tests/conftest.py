@@ -64,3 +64,30 @@ def kill_quietly(pid):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    """moto's server on 127.0.0.1 for the S3 API, started and stopped by pid."""
+    from tests.infra.moto_server import MotoServer
+
+    server = MotoServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_s3, monkeypatch):
+    """AWS variables that point boto3 and pyarrow at moto (never at AWS); a fresh bucket."""
+    import uuid
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    moto_s3.client("s3").create_bucket(Bucket=bucket)
+    return bucket

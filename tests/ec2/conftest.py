@@ -1,0 +1,109 @@
+"""Fixtures for EC2 tests: moto's server on 127.0.0.1 and real sshd hosts on loopback.
+
+- ``moto_server`` / ``moto_endpoint`` (session): one moto_server subprocess for the session.
+- ``aws_sandbox`` (session, autouse): dummy credentials, no ~/.aws, and a dead local
+  ``AWS_ENDPOINT_URL`` so that nothing in these tests can reach real AWS.
+- ``ec2_client``, ``s3_client`` (function): boto3 clients on moto.
+- ``loopback_subnet`` (function): a fresh VPC + ``127.0.0.0/24`` subnet; moto gives its
+  instances 127.0.0.4, .5, ... in launch order.
+- ``ssh_hosts`` (session): factory, ``ssh_hosts(["127.0.0.4", ...])`` -> running sshd
+  hosts (``.ip``, ``.port``, ``.pid``, ``.stop()``); ``ssh_user_key``: the key path.
+
+See docs/ec2-testing.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.infra.moto_server import (
+    MotoServer,
+    create_loopback_subnet,
+    sandbox_aws_env,
+)
+
+EC2_REGION = "us-west-2"
+
+
+@pytest.fixture(scope="session")
+def ec2_workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("ec2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_sandbox(ec2_workdir):
+    """Keep every AWS client in these tests away from real AWS and real credentials."""
+    mp = pytest.MonkeyPatch()
+    for k, v in sandbox_aws_env(ec2_workdir).items():
+        mp.setenv(k, v)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def moto_server(ec2_workdir):
+    pytest.importorskip("moto.server", reason="needs moto[server]")
+    pytest.importorskip("boto3")
+    server = MotoServer.start(log_dir=ec2_workdir / "moto", deadline=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(moto_server) -> str:
+    """``http://127.0.0.1:PORT`` of the session's moto server."""
+    return moto_server.endpoint_url
+
+
+@pytest.fixture
+def ec2_client(moto_server):
+    return moto_server.client("ec2", region=EC2_REGION)
+
+
+@pytest.fixture
+def s3_client(moto_server):
+    return moto_server.client("s3", region="us-east-1")
+
+
+@pytest.fixture
+def loopback_subnet(ec2_client):
+    """A new VPC 127.0.0.0/16 with subnet 127.0.0.0/24: its first instance is 127.0.0.4."""
+    return dict(create_loopback_subnet(ec2_client), region=EC2_REGION)
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(ec2_workdir):
+    """Factory: ``ssh_hosts(ips)`` starts (or reuses) one sshd per loopback IP."""
+    from tests.infra.sshd import SshdUnavailable, SshHostFactory
+
+    try:
+        factory = SshHostFactory(ec2_workdir / "sshd")
+    except SshdUnavailable as e:
+        pytest.skip(f"sshd hosts unavailable: {e}")
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def ssh_user_key(ssh_hosts) -> str:
+    """Private key (ed25519, mode 0600) that every sshd host accepts for root."""
+    return str(ssh_hosts.user_key)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failed EC2 test, attach the sshd and moto logs to the report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    factory = item.funcargs.get("ssh_hosts")
+    if factory is not None and hasattr(factory, "logs"):
+        rep.sections.append(("sshd host logs", factory.logs()))
+    server = item.funcargs.get("moto_server")
+    if server is not None:
+        rep.sections.append(("moto_server log", server.log_tail()))

@@ -1,0 +1,161 @@
+"""One contract suite for the job store, over every filesystem it runs on."""
+
+import pickle
+
+import pyarrow.fs as pafs
+import pytest
+
+from dato_dist.errors import CorruptStoreFile, StoreError, StoreUnreachable
+from dato_dist.jobfiles import JobFiles
+from dato_dist.store import Store, frame
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request, tmp_path):
+    if request.param == "local":
+        return Store(str(tmp_path / "jobs"))
+    bucket = request.getfixturevalue("s3_env")
+    return Store(f"s3://{bucket}/jobs")
+
+
+def test_bytes_and_json_round_trip(store):
+    store.write_bytes("j/a.bin", b"\x00payload")
+    assert store.read_bytes("j/a.bin") == b"\x00payload"
+    store.write_bytes("j/a.bin", b"second")  # replacing is atomic too
+    assert store.read_bytes("j/a.bin") == b"second"
+    store.write_json("j/state.json", {"status": "Running", "n": [1, 2]})
+    assert store.read_json("j/state.json") == {"status": "Running", "n": [1, 2]}
+    assert store.read_json("j/missing.json", default=None) is None
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("j/missing.bin")
+
+
+def test_list_exists_delete(store):
+    for name in ("b", "a", "c"):
+        store.write_bytes(f"j/results/{name}.pkl", b"x")
+    assert store.list("j/results") == ["a.pkl", "b.pkl", "c.pkl"]
+    assert store.list("nothing/here") == []
+    assert store.exists("j/results/a.pkl") and not store.exists("j/results/z.pkl")
+    store.delete("j")
+    assert not store.exists("j/results/a.pkl")
+
+
+def test_truncated_file_is_reported_not_read(store):
+    store.write_bytes("j/r.pkl", pickle.dumps(list(range(100))))
+    whole = store.read_bytes("j/r.pkl", framed=False)
+    store.write_bytes("j/r.pkl", whole[: len(whole) // 2], framed=False)
+    with pytest.raises(CorruptStoreFile, match=r"j/r\.pkl.*of \d+ bytes present"):
+        store.read_bytes("j/r.pkl")
+    store.write_bytes("j/r.pkl", b"this is not a file the store wrote", framed=False)
+    with pytest.raises(CorruptStoreFile, match="marker"):
+        store.read_bytes("j/r.pkl")
+    flipped = bytearray(frame(b"abcdef"))
+    flipped[-1] ^= 0xFF
+    store.write_bytes("j/r.pkl", bytes(flipped), framed=False)
+    with pytest.raises(CorruptStoreFile, match="checksum"):
+        store.read_bytes("j/r.pkl")
+    store.write_bytes("j/s.json", b"{half", framed=False)
+    with pytest.raises(CorruptStoreFile, match="not JSON"):
+        store.read_json("j/s.json")
+
+
+def test_job_files_results_in_batches(store):
+    files = JobFiles(store, "job1")
+    files.write_results(0, [{"index": 0, "status": "Completed"}, {"index": 1, "status": "Failed"}])
+    files.write_results(1, [{"index": 2, "status": "Completed"}])
+    records = files.read_results()
+    assert sorted(records) == [0, 1, 2] and records[1]["status"] == "Failed"
+    assert store.list("job1/results") == ["00000000.pkl", "00000001.pkl"]
+    assert not files.cancel_requested()
+    files.request_cancel()
+    assert files.cancel_requested()
+
+
+def test_s3_store_missing_bucket_is_unreachable(s3_env):
+    with pytest.raises(StoreUnreachable, match="no-such-bucket-here"):
+        Store("s3://no-such-bucket-here/jobs").check()
+
+
+class _FlakyLocal(pafs.FileSystemHandler):
+    """The local filesystem, failing the first ``failures`` output streams it opens."""
+
+    def __init__(self, failures):
+        self.fs, self.failures = pafs.LocalFileSystem(), failures
+
+    def get_type_name(self):
+        return "flaky"
+
+    def open_output_stream(self, path, metadata):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("injected write failure")
+        return self.fs.open_output_stream(path)
+
+    def get_file_info(self, paths):
+        return self.fs.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.fs.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.fs.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self.fs.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        raise OSError("not supported")
+
+    def delete_file(self, path):
+        self.fs.delete_file(path)
+
+    def move(self, src, dest):
+        self.fs.move(src, dest)
+
+    def copy_file(self, src, dest):
+        self.fs.copy_file(src, dest)
+
+    def open_input_stream(self, path):
+        return self.fs.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self.fs.open_input_file(path)
+
+    def open_append_stream(self, path, metadata):
+        return self.fs.open_append_stream(path)
+
+    def normalize_path(self, path):
+        return path
+
+
+def test_write_errors_are_retried_then_reported(tmp_path):
+    flaky = Store(str(tmp_path), write_retries=3,
+                  filesystem=pafs.PyFileSystem(_FlakyLocal(failures=2)))
+    flaky.write_bytes("a.bin", b"ok")  # two failures, then success
+    assert flaky.read_bytes("a.bin") == b"ok"
+    broken = Store(str(tmp_path), write_retries=2,
+                   filesystem=pafs.PyFileSystem(_FlakyLocal(failures=10)))
+    with pytest.raises(StoreError, match="failed after 3 attempts: injected write failure"):
+        broken.write_bytes("b.bin", b"never")
+    assert not (tmp_path / "b.bin").exists()
+
+
+@pytest.mark.s3
+def test_a_job_on_an_s3_store(s3_env, monkeypatch, env2):
+    import dato_dist as gl
+    from tests import tasks
+
+    monkeypatch.setenv("DATO_DIST_STORE_URI", f"s3://{s3_env}/jobs")
+    job = gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 2}, {"x": None, "y": 1}],
+                                   environment=env2, combiner_function=tasks.add_combiner)
+    assert job.uri.startswith(f"s3://{s3_env}/jobs/")
+    assert job.get_results() == 3
+    assert job.get_map_results() == [3, None]
+    assert job.get_metrics()["status"] == ["Completed", "Failed"]
+    again = gl.deploy.job.load(job.uri)
+    assert again.get_map_results() == [3, None]
+    store = Store(f"s3://{s3_env}/jobs")
+    assert store.exists(f"{job.name}/spec.json") and store.list(f"{job.name}/results")
