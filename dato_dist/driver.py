@@ -167,6 +167,7 @@ class Driver:
         self._state_dirty = True
         self.last_flush = 0.0
         self.last_cancel_check = 0.0
+        self.no_runner_since = None
 
     # -- connections ---------------------------------------------------------------------
     def _accept_loop(self):
@@ -354,6 +355,14 @@ class Driver:
         for runner in list(self.runners.values()):
             if now - runner.last_seen > timeout:
                 self._lose(runner, f"no heartbeat for {timeout:.0f} s")
+        if self.runners:
+            self.no_runner_since = None
+        elif self.no_runner_since is None:
+            self.no_runner_since = now
+        elif now - self.no_runner_since > self.settings.get("runner_wait_timeout", 300.0):
+            self.error = (f"No runner was connected for {now - self.no_runner_since:.0f} s "
+                          "(config key driver.runner_wait_timeout) with work left; see the "
+                          "runner logs.")
         if self.local is None:
             return
         for slot in self.local.reap():

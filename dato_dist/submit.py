@@ -177,6 +177,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             "result_flush_interval": config["runner.result_flush_interval"],
             "flush_interval": config["driver.flush_interval"],
             "max_runner_restarts": config["driver.max_runner_restarts"],
+            "runner_wait_timeout": config["driver.runner_wait_timeout"],
         },
     }
     files = JobFiles(store, name)
