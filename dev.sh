@@ -28,7 +28,7 @@ case "$cmd" in
     exec "$VENV/bin/dato-dist" demo "$@"
     ;;
   test)
-    ensure_venv "test"
+    ensure_venv "test,yarn,ec2"
     say "installing system packages the tests use (openssh-server, as root)"
     "$VENV/bin/python" -c 'from tests.infra.sshd import ensure_openssh_server as e; print(e())'
     say "running the test suite"
