@@ -451,6 +451,39 @@ def bind_listener(host, port_range, authkey):
     raise OSError(f"no free port on {host} in {start}-{end}")
 
 
+def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(signal.SIGTERM,)):
+    """Run the job ``job_id`` of the store at ``store_uri`` to its end; return its status.
+
+    ``listener`` is bound already (runners connect to it); ``local``, if given, manages
+    runner processes on this machine. Any of ``cancel_signals`` cancels the job.
+    """
+    from .jobfiles import JobFiles
+    from .store import Store
+
+    pending_signals = []
+    for sig in cancel_signals:
+        signal.signal(sig, lambda *a: pending_signals.append(a[0]))
+    files = JobFiles(Store(store_uri), job_id)
+    spec = files.read_spec()
+    driver = Driver(files, spec, listener, authkey, local_runners=local)
+    for sig in cancel_signals:  # a cancel ends the loop at its next turn
+        signal.signal(sig, lambda *a: setattr(driver, "cancel_requested", True))
+    if pending_signals:
+        driver.cancel_requested = True
+    try:
+        driver.run()
+    except BaseException as e:
+        driver.state.update(status="Failed", ended=time.time(),
+                            error=f"The driver failed: {type(e).__name__}: {e}")
+        try:
+            driver._write_state()
+        finally:
+            if local is not None:
+                local.stop_all(grace=0.5)
+        raise
+    return driver.state["status"]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dato_dist.driver")
     parser.add_argument("--store", required=True, help="URI of the job store")
@@ -478,30 +511,8 @@ def main(argv=None):
         local = _LocalRunners(listener.address, authkey, args.local_log_dir, opts)
         for slot in range(args.local_runners):
             local.fork(slot, listener)
-
-    from .jobfiles import JobFiles
-    from .store import Store
-
-    stop_signal = []
-    signal.signal(signal.SIGTERM, lambda *a: stop_signal.append(a[0]))
-    files = JobFiles(Store(args.store), args.job)
-    spec = files.read_spec()
-    driver = Driver(files, spec, listener, authkey, local_runners=local)
-    # SIGTERM (a cancel from the client) ends the loop at its next turn.
-    signal.signal(signal.SIGTERM, lambda *a: setattr(driver, "cancel_requested", True))
-    if stop_signal:
-        driver.cancel_requested = True
-    try:
-        return driver.run()
-    except BaseException as e:
-        driver.state.update(status="Failed", ended=time.time(),
-                            error=f"The driver failed: {type(e).__name__}: {e}")
-        try:
-            driver._write_state()
-        finally:
-            if local is not None:
-                local.stop_all(grace=0.5)
-        raise
+    status = run(args.store, args.job, listener, authkey, local=local)
+    return 0 if status in ("Completed", "Canceled") else 1
 
 
 if __name__ == "__main__":

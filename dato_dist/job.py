@@ -96,6 +96,15 @@ class Job:
         return self._env
 
     @property
+    def app_id(self):
+        """The YARN application id of a job on Hadoop (None elsewhere)."""
+        return (self._files.read_launch() or {}).get("app_id")
+
+    def flush_logs(self):
+        """Where the job's logs are now (runners upload theirs as they run)."""
+        return self.get_log_file_path()
+
+    @property
     def is_map_job(self):
         return self._spec["kind"] == "map_job"
 
@@ -121,9 +130,8 @@ class Job:
             if (state or {}).get("status") in FINAL:
                 self._final_state = state
                 return state
-            state = dict(state or {}, status="Failed", error=(
-                f"The job's driver (pid {(launch or {}).get('pid')}) exited without finishing "
-                f"the job. Its log: {self.get_log_file_path()}"))
+            status, error = self.environment.lost_job_status(self._files, launch)
+            state = dict(state or {}, status=status, error=error)
         return state or {"status": "Pending"}
 
     def get_status(self, _silent=False):

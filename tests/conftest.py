@@ -1,10 +1,13 @@
 """Shared fixtures: an isolated DATO_DIST_HOME per test session, local environments, waits."""
 
 import os
+import shutil
 import signal
 import time
 
 import pytest
+
+from yarn_app import minicluster as mc
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -91,3 +94,61 @@ def s3_env(moto_s3, monkeypatch):
     bucket = f"b-{uuid.uuid4().hex[:12]}"
     moto_s3.client("s3").create_bucket(Bucket=bucket)
     return bucket
+
+
+# -- the Hadoop MiniCluster (YARN + HDFS on 127.0.0.1), one per test session ---------------
+# DATO_DIST_TEST_HADOOP_DIR=DIR reuses a cluster started there by hand
+# (python -m yarn_app.minicluster start --dir DIR) and leaves it running.
+
+START_TIMEOUT = float(os.environ.get("DATO_DIST_TEST_HADOOP_TIMEOUT", "300"))
+
+
+def _missing_prerequisite():
+    try:
+        mc.find_java_home()
+    except mc.MiniClusterError as e:
+        return str(e)
+    home = os.path.join(mc.cache_root(), "hadoop-%s" % (
+        os.environ.get("DATO_DIST_HADOOP_VERSION") or mc.DEFAULT_HADOOP_VERSION))
+    if not mc.HadoopJars("", home).present() and not shutil.which("mvn"):
+        return "Maven (mvn) is needed once to fetch the Hadoop jars"
+    return None
+
+
+@pytest.fixture(scope="session")
+def minicluster(tmp_path_factory):
+    """A running, healthy :class:`yarn_app.minicluster.MiniCluster`.
+
+    Has ``conf_dir``, ``env`` (HADOOP_CONF_DIR, JAVA_HOME, PATH with the ``yarn`` shim),
+    ``hdfs_uri`` (``hdfs://127.0.0.1:<port>``), ``info`` and ``yarn(*args)``. For the session,
+    ``os.environ`` carries ``env`` (Skein reads it) and a private ``SKEIN_CONFIG``.
+    """
+    reason = _missing_prerequisite()
+    if reason:
+        pytest.skip("Hadoop MiniCluster unavailable: %s" % reason)
+    state_dir = os.environ.get("DATO_DIST_TEST_HADOOP_DIR")
+    keep = os.environ.get("DATO_DIST_TEST_HADOOP_KEEP") == "1"
+    if state_dir:
+        cluster = mc.MiniCluster(state_dir)
+    else:
+        cluster = mc.MiniCluster(str(tmp_path_factory.mktemp("hadoop")))
+        keep = False
+    started = False
+    if not (cluster.is_running() and cluster.health()["healthy"]):
+        cluster.start(timeout=START_TIMEOUT)
+        started = True
+
+    overrides = dict(cluster.env)
+    overrides["SKEIN_CONFIG"] = os.path.join(cluster.dir, "skein")
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield cluster
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if started and not keep:
+            cluster.stop(timeout=60)

@@ -61,6 +61,12 @@ class Environment(abc.ABC):
     def log_location(self, files):
         """Where the job's logs are, as a user would open them (path or URI)."""
 
+    def lost_job_status(self, files, launch):
+        """``(status, error)`` of a job whose driver is gone without writing a final status."""
+        pid = (launch or {}).get("pid")
+        return "Failed", (f"The job's driver (pid {pid}) exited without finishing the job. "
+                          f"Its log: {self.log_location(files)}")
+
     def describe(self, files, launch):
         """Extra ``(label, value)`` lines for ``print(job)``."""
         return []
