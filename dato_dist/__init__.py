@@ -7,15 +7,20 @@ GraphLab Create's deploy API, unchanged::
     job.get_map_results()
 """
 
-from . import deploy, errors
+import importlib
+
 from ._version import __version__
 
 __all__ = ["deploy", "errors", "aws", "__version__"]
 
+# Loaded on first use, so the driver and runner processes (python -m dato_dist.driver)
+# start without importing the API; ``gl.aws`` is part of the EC2 backend.
+_LAZY = {"deploy": "dato_dist.deploy", "errors": "dato_dist.errors", "aws": "ec2.aws"}
+
 
 def __getattr__(name):
-    if name == "aws":  # gl.aws.set_credentials(...): part of the EC2 backend
-        import importlib
-
-        return importlib.import_module("ec2.aws")
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
     raise AttributeError(f"module 'dato_dist' has no attribute '{name}'")

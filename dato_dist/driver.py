@@ -178,6 +178,7 @@ class Driver:
                 if self.listener_closed:
                     return
                 continue  # a bad handshake (wrong key): ignore that client
+            P.set_nodelay(conn)
             self._new_conns.append(conn)
             try:
                 self._wake_w.send(b"x")

@@ -20,7 +20,10 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 FINAL = ("Completed", "Failed", "Canceled")
-POLL_MIN, POLL_MAX = 0.002, 0.25
+POLL_MIN = 0.002
+#: Longest pause between two reads of a job's state: a local file is cheap to read, a
+#: remote store (HDFS, S3) is not.
+POLL_MAX_LOCAL, POLL_MAX_REMOTE = 0.02, 0.5
 
 
 def _split_uri(uri):
@@ -169,6 +172,7 @@ class Job:
         """Wait until the job ends; return its status. ``Timeout`` after ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = POLL_MIN
+        poll_max = POLL_MAX_LOCAL if self._files.store.local_path("") else POLL_MAX_REMOTE
         while True:
             status = self.get_status(_silent=True)
             if on_progress is not None:
@@ -179,7 +183,7 @@ class Job:
                 raise Timeout(f"Job '{self.name}' still {status} after {timeout} s; "
                               "it goes on running (job.cancel() stops it).")
             time.sleep(delay)
-            delay = min(delay * 1.5, POLL_MAX)
+            delay = min(delay * 1.5, poll_max)
 
     # -- results ---------------------------------------------------------------------------
     def _read_records(self):

@@ -18,6 +18,9 @@ driver -> runner
 A record is a dict with the keys of :data:`RECORD_KEYS`.
 """
 
+import os
+import socket
+
 HELLO, WANT, RESULTS, BEAT = "hello", "want", "results", "beat"
 SETUP, TASKS, COMBINE, STOP = "setup", "tasks", "combine", "stop"
 
@@ -38,3 +41,14 @@ RECORD_KEYS = (
 )
 
 AUTHKEY_ENV = "DATO_DIST_AUTHKEY"
+
+
+def set_nodelay(conn):
+    """Small request/answer messages must not wait for Nagle's algorithm (~40 ms each)."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -106,11 +106,20 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
         print(f"[dato-dist] runner {runner_id}: cannot reach the driver at {address}: {e}",
               file=sys.stderr)
         return 3
+    P.set_nodelay(conn)
     channel = _Channel(conn)
     channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname()))
     kind, function_bytes, combiner_bytes, max_retries = channel.recv()
     assert kind == P.SETUP, kind
-    fn = cloudpickle.loads(function_bytes)
+    try:
+        fn = cloudpickle.loads(function_bytes)
+    except Exception as e:  # e.g. the function's module is not importable here
+        error = e
+
+        def fn(**kwargs):
+            raise RuntimeError(
+                f"The job's function could not be loaded on this runner: "
+                f"{type(error).__name__}: {error}") from error
     state = {"current": None, "index": None}
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(channel, state, heartbeat_interval, stop),

@@ -1,6 +1,7 @@
 """Validate, serialize, store and start a job: the common path of ``job.create`` and
 ``map_job.create``. Every mistake is an error here, before anything runs."""
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -48,12 +49,18 @@ def check_function(function, what="function"):
             "function, a lambda or a functools.partial.")
 
 
-def bind_kwargs(function, kwargs, task_label):
-    """Check ``kwargs`` against ``function``'s signature; name the argument at fault."""
+def signature_of(function):
+    """``function``'s signature, or None for builtins without one (checked when they run)."""
     try:
-        signature = inspect.signature(function)
+        return inspect.signature(function)
     except (TypeError, ValueError):
-        return  # builtins without a signature: checked when they run
+        return None
+
+
+def bind_kwargs(function, signature, kwargs, task_label):
+    """Check ``kwargs`` against ``signature``; name the argument at fault."""
+    if signature is None:
+        return
     try:
         signature.bind(**kwargs)
     except TypeError as e:
@@ -113,6 +120,42 @@ def unique_name(name, store):
     return candidate
 
 
+def _user_modules(*functions):
+    """Modules of ``functions`` that are the user's own files, not installed packages."""
+    import site
+    import sysconfig
+
+    installed = [p for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                             sysconfig.get_paths()["platlib"], *site.getsitepackages()} if p]
+    modules = []
+    for fn in functions:
+        while isinstance(fn, functools.partial):
+            fn = fn.func
+        module = sys.modules.get(getattr(fn, "__module__", None) or "")
+        path = getattr(module, "__file__", None)
+        if module is None or module.__name__ == "__main__" or not path:
+            continue
+        path = os.path.abspath(path)
+        if not any(path.startswith(os.path.abspath(p) + os.sep) for p in installed):
+            if module not in modules:
+                modules.append(module)
+    return modules
+
+
+@contextlib.contextmanager
+def _by_value(env, *functions):
+    """On remote environments, ship the user's own modules with the function (by value):
+    the hosts have the installed packages, not the files next to the user's script."""
+    modules = _user_modules(*functions) if env.remote else []
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
 def _source(function):
     while isinstance(function, functools.partial):
         function = function.func
@@ -133,23 +176,23 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         check_function(combiner_function, "combiner_function")
     fname = function_name(function)
     task_names = [f"{fname}-0-{i}" for i in range(len(task_kwargs))]
+    signature = signature_of(function)
     for i, kwargs in enumerate(task_kwargs):
-        label = f"task {task_names[i]}" if kind == "map_job" else "The keyword arguments"
-        bind_kwargs(function, kwargs, label if kind == "job" else
-                    f"parameter_set[{i}] ({task_names[i]})")
+        bind_kwargs(function, signature, kwargs, "The keyword arguments" if kind == "job"
+                    else f"parameter_set[{i}] ({task_names[i]})")
     if name is not None:
         check_name(name, "job name")
     if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
         raise InvalidArgument(f"max_retries must be an int >= 0, got {max_retries!r}.")
 
-    function_bytes = _dumps(function, f"the function '{fname}'")
-    combiner_bytes = (_dumps(combiner_function, "the combiner_function")
-                      if combiner_function is not None else None)
-    kwargs_bytes = [_dumps_kwargs(kw, f"task {task_names[i]}")
-                    for i, kw in enumerate(task_kwargs)]
-
     env = resolve_environment(environment, logger)
     env.check()
+    with _by_value(env, function, combiner_function):
+        function_bytes = _dumps(function, f"the function '{fname}'")
+        combiner_bytes = (_dumps(combiner_function, "the combiner_function")
+                          if combiner_function is not None else None)
+        kwargs_bytes = [_dumps_kwargs(kw, f"task {task_names[i]}")
+                        for i, kw in enumerate(task_kwargs)]
     config = Config.load(overrides={"job.max_retries": max_retries})
     store = Store(env.store_uri(config), write_retries=config["store.write_retries"])
     store.check()

@@ -164,6 +164,14 @@ def check_version(dist_path, config):
             f"The dato-dist folder '{dist_path}' holds dato-dist "
             f"{config.get('dato_dist_version')}, this client is {_version.__version__}. "
             f"Re-deploy it (dato-dist hadoop install {dist_path}) or use a matching client.")
+    try:
+        mine = source_hash(source_root())
+    except DistFolderError:
+        return
+    if config.get("source_hash") and config["source_hash"] != mine:
+        log.warning("The dato-dist folder '%s' was built from other sources than this client "
+                    "(same version %s); re-deploy it if you changed dato-dist.", dist_path,
+                    _version.__version__)
 
 
 def install(dist_path, *, num_containers=None, container_size=None, num_vcores=None,
@@ -186,6 +194,7 @@ def install(dist_path, *, num_containers=None, container_size=None, num_vcores=N
              store.display_path(env_rel))
     _upload(store, archive, env_rel)
     config = dict(settings, dato_dist_version=_version.__version__,
+                  source_hash=source_hash(source_root()),
                   python_version="%d.%d" % sys.version_info[:2], env_archive=env_rel,
                   installed=time.time())
     store.write_json(CONFIG, config)

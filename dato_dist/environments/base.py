@@ -14,6 +14,8 @@ class Environment(abc.ABC):
     type_name = None
     #: True when ``job.create`` returns only after the job ended.
     synchronous = False
+    #: True when jobs run on other machines: the user's own modules are shipped by value.
+    remote = False
 
     def __init__(self, name):
         self.name = name
