@@ -496,6 +496,9 @@ def main(argv=None):
                         help="JSON: heartbeat_interval and result_flush_interval for runners")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--ports", help="START-END port range to listen in")
+    parser.add_argument("--wait-go", action="store_true",
+                        help="after starting up, wait for the line 'go' on stdin (the job is "
+                             "being written); exit quietly on anything else")
     args = parser.parse_args(argv)
 
     key_hex = os.environ.pop(P.AUTHKEY_ENV, None)
@@ -512,6 +515,13 @@ def main(argv=None):
         local = _LocalRunners(listener.address, authkey, args.local_log_dir, opts)
         for slot in range(args.local_runners):
             local.fork(slot, listener)
+    if args.wait_go:
+        import pyarrow.fs  # noqa: F401  (the slowest import, done while the client writes)
+
+        if sys.stdin.readline().strip() != "go":
+            if local is not None:
+                local.stop_all(grace=0.5)
+            return 0
     status = run(args.store, args.job, listener, authkey, local=local)
     return 0 if status in ("Completed", "Canceled") else 1
 

@@ -187,12 +187,6 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
 
     env = resolve_environment(environment, logger)
     env.check()
-    with _by_value(env, function, combiner_function):
-        function_bytes = _dumps(function, f"the function '{fname}'")
-        combiner_bytes = (_dumps(combiner_function, "the combiner_function")
-                          if combiner_function is not None else None)
-        kwargs_bytes = [_dumps_kwargs(kw, f"task {task_names[i]}")
-                        for i, kw in enumerate(task_kwargs)]
     config = Config.load(overrides={"job.max_retries": max_retries})
     store = Store(env.store_uri(config), write_retries=config["store.write_retries"])
     store.check()
@@ -202,34 +196,38 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         logger.info("A job with name '%s' already exists. Renaming the job to '%s'.",
                     name, final_name)
     name = final_name
-
-    spec = {
-        "id": name, "name": name, "kind": kind, "function_name": fname,
-        "combiner_name": function_name(combiner_function) if combiner_function else None,
-        "task_names": task_names, "has_combiner": combiner_function is not None,
-        "created": time.time(), "environment": env.to_dict(),
-        "code": _source(function), "dato_dist_version": _version.__version__,
-        "required_packages": sorted(set(getattr(function, "required_packages", []) or [])),
-        "client": {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(),
-                   "python": sys.version.split()[0]},
-        "settings": {
-            "max_retries": config["job.max_retries"],
-            "heartbeat_interval": config["runner.heartbeat_interval"],
-            "heartbeat_timeout": config["runner.heartbeat_timeout"],
-            "max_batch_size": config["runner.max_batch_size"],
-            "result_flush_interval": config["runner.result_flush_interval"],
-            "flush_interval": config["driver.flush_interval"],
-            "max_runner_restarts": config["driver.max_runner_restarts"],
-            "runner_wait_timeout": config["driver.runner_wait_timeout"],
-        },
-    }
     files = JobFiles(store, name)
-    files.write_payload(function_bytes=function_bytes, combiner_bytes=combiner_bytes,
-                        task_kwargs_bytes=kwargs_bytes)
-    files.write_spec(spec)
+    settings = job_settings(config)
+    # The driver starts up while the job is serialized and written.
+    prepared = env.prepare(files, settings, config)
+    try:
+        with _by_value(env, function, combiner_function):
+            function_bytes = _dumps(function, f"the function '{fname}'")
+            combiner_bytes = (_dumps(combiner_function, "the combiner_function")
+                              if combiner_function is not None else None)
+            kwargs_bytes = [_dumps_kwargs(kw, f"task {task_names[i]}")
+                            for i, kw in enumerate(task_kwargs)]
+        spec = {
+            "id": name, "name": name, "kind": kind, "function_name": fname,
+            "combiner_name": function_name(combiner_function) if combiner_function else None,
+            "task_names": task_names, "has_combiner": combiner_function is not None,
+            "created": time.time(), "environment": env.to_dict(),
+            "code": _source(function), "dato_dist_version": _version.__version__,
+            "required_packages": sorted(set(getattr(function, "required_packages", [])
+                                            or [])),
+            "client": {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(),
+                       "python": sys.version.split()[0]},
+            "settings": settings,
+        }
+        files.write_payload(function_bytes=function_bytes, combiner_bytes=combiner_bytes,
+                            task_kwargs_bytes=kwargs_bytes)
+        files.write_spec(spec)
+    except BaseException:
+        env.abandon(prepared)
+        raise
     jobs.register(name, files.uri, env.name, spec["created"])
     logger.info("Validation complete. Job: '%s' ready for execution.", name)
-    proc = env.start(files, spec, config)
+    proc = env.start(files, spec, config, prepared)
     job = Job(files, spec)
     if env.synchronous:
         try:
@@ -242,6 +240,20 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     else:
         logger.info("Job: '%s' scheduled.", name)
     return job
+
+
+def job_settings(config):
+    """The settings a job's driver and runners use, resolved once at create."""
+    return {
+        "max_retries": config["job.max_retries"],
+        "heartbeat_interval": config["runner.heartbeat_interval"],
+        "heartbeat_timeout": config["runner.heartbeat_timeout"],
+        "max_batch_size": config["runner.max_batch_size"],
+        "result_flush_interval": config["runner.result_flush_interval"],
+        "flush_interval": config["driver.flush_interval"],
+        "max_runner_restarts": config["driver.max_runner_restarts"],
+        "runner_wait_timeout": config["driver.runner_wait_timeout"],
+    }
 
 
 def expand_parameter_set(parameter_set):

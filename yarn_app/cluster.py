@@ -166,7 +166,7 @@ class HadoopCluster(Environment):
     def _client(self):
         return skein_client(self.hadoop_conf_dir)
 
-    def start(self, files, spec, config):
+    def start(self, files, spec, config, prepared=None):
         from .spec import application_spec
 
         dist_config = self._dist_config()

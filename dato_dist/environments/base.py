@@ -43,8 +43,16 @@ class Environment(abc.ABC):
     def store_uri(self, config):
         """The job store URI jobs of this environment live in."""
 
+    def prepare(self, files, settings, config):
+        """Optionally begin starting the job's driver before the job is written; return a
+        handle for :meth:`start` (or :meth:`abandon` if the job is not created after all)."""
+        return None
+
+    def abandon(self, prepared):
+        """Undo :meth:`prepare`: the job will not be created."""
+
     @abc.abstractmethod
-    def start(self, files, spec, config):
+    def start(self, files, spec, config, prepared=None):
         """Start the job's driver (and runners) for the job in ``files``; do not wait.
 
         Must record in the store what :meth:`is_alive` and :meth:`stop` need (``launch.json``).

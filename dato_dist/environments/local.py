@@ -81,27 +81,42 @@ class LocalAsync(Environment):
 
         return str(load().home / "logs" / files.job_id)
 
-    def start(self, files, spec, config):
+    def prepare(self, files, settings, config):
+        """Start the driver now; it forks its runners and loads its imports, then waits on
+        its stdin for the word ``go`` (sent by :meth:`start` once the job is written)."""
         _reap()
         log_dir = self._log_dir(files)
         os.makedirs(log_dir, exist_ok=True)
-        runner_opts = {k: spec["settings"][k] for k in ("heartbeat_interval",
-                                                         "result_flush_interval")}
+        runner_opts = {k: settings[k] for k in ("heartbeat_interval", "result_flush_interval")}
         cmd = [sys.executable, "-m", "dato_dist.driver", "--store", files.store.uri,
                "--job", files.job_id, "--local-runners", str(self.workers(config)),
-               "--local-log-dir", log_dir, "--runner-opts", json.dumps(runner_opts)]
+               "--local-log-dir", log_dir, "--runner-opts", json.dumps(runner_opts),
+               "--wait-go"]
         env = dict(os.environ)
         # Functions pickled by reference must import in the runners as they do here.
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd()] + sys.path if p)
         with open(os.path.join(log_dir, "driver.log"), "ab") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True, env=env)
         _children.append(proc)
+        return {"proc": proc, "log_dir": log_dir}
+
+    def abandon(self, prepared):
+        if prepared:
+            procs.kill_group(prepared["proc"].pid, grace=1.0)
+            _reap()
+
+    def start(self, files, spec, config, prepared=None):
+        prepared = prepared or self.prepare(files, spec["settings"], config)
+        proc = prepared["proc"]
         try:
             files.write_launch({"host": socket.gethostname(), "pid": proc.pid,
-                                "start_time": procs.start_time(proc.pid), "log_dir": log_dir})
+                                "start_time": procs.start_time(proc.pid),
+                                "log_dir": prepared["log_dir"]})
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
         except BaseException:
-            procs.kill_group(proc.pid, grace=1.0)
+            self.abandon(prepared)
             raise
         return proc
 
