@@ -104,6 +104,30 @@ def cmd_wait(args):
     return 0
 
 
+def cmd_hadoop_install(args):
+    from yarn_app import dist
+
+    config = dist.install(args.path, num_containers=args.num_containers,
+                          container_size=args.container_size, num_vcores=args.num_vcores,
+                          start_port=args.start_port, end_port=args.end_port,
+                          python_prefix=args.python_prefix)
+    print(dist.show(args.path))
+    return 0 if config else 1
+
+
+def cmd_hadoop_show(args):
+    from yarn_app import dist
+
+    print(dist.show(args.path))
+    return 0
+
+
+def cmd_hadoop_testcluster(args):
+    from yarn_app import minicluster
+
+    return minicluster.main([args.test_action, "--dir", args.dir])
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="dato-dist", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -131,6 +155,27 @@ def build_parser():
         if name == "wait":
             p.add_argument("--timeout", type=float, default=None, help="seconds")
             p.add_argument("--no-progress", action="store_true")
+    hadoop = sub.add_parser("hadoop", help="the Hadoop backend: deploy and inspect dist folders")
+    hsub = hadoop.add_subparsers(dest="action", required=True)
+    inst = hsub.add_parser("install", help="build and upload the dist folder (admins)")
+    inst.add_argument("path", help="hdfs://namenode:port/path/to/dato-dist-folder")
+    inst.add_argument("--num-containers", type=int)
+    inst.add_argument("--container-size", type=int, help="MB per container")
+    inst.add_argument("--num-vcores", type=int)
+    inst.add_argument("--start-port", type=int)
+    inst.add_argument("--end-port", type=int)
+    inst.add_argument("--python-prefix", help="where Python lives on the cluster's nodes "
+                                               "(default: this Python's prefix)")
+    inst.set_defaults(func=cmd_hadoop_install)
+    show = hsub.add_parser("show", help="print what is deployed in a dist folder")
+    show.add_argument("path")
+    show.set_defaults(func=cmd_hadoop_show)
+    tc = hsub.add_parser("testcluster", help="a local test cluster (YARN + HDFS on "
+                                             "loopback) to try the backend without Hadoop")
+    tc.add_argument("test_action", choices=["start", "stop", "status"], metavar="ACTION",
+                    help="start, stop or status")
+    tc.add_argument("--dir", required=True, help="the test cluster's state folder")
+    tc.set_defaults(func=cmd_hadoop_testcluster)
     return parser
 
 

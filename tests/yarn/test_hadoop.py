@@ -1,0 +1,225 @@
+"""The Hadoop backend end to end on a real YARN and HDFS (the MiniCluster)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import dato_dist as gl
+from tests import tasks
+from tests.conftest import wait_for
+from tests.yarn.test_minicluster import _field, _running_nodes
+
+pytestmark = [pytest.mark.yarn, pytest.mark.hdfs, pytest.mark.slow]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKER_MB, DRIVER_MB = 256, 512
+
+
+@pytest.fixture(scope="session")
+def dist_path(minicluster):
+    """A dist folder deployed with the admin's command, as a user would."""
+    path = f"{minicluster.hdfs_uri}/user/root/dato-dist-folder"
+    out = subprocess.run(
+        [sys.executable, "-m", "dato_dist.cli", "hadoop", "install", path,
+         "--num-containers", "2", "--container-size", str(WORKER_MB), "--num-vcores", "1",
+         "--start-port", "9100", "--end-port", "9200"],
+        capture_output=True, text=True, timeout=900, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-5000:]
+    assert "containers          : 2 x 256 MB, 1 vcores" in out.stdout
+    return path
+
+
+@pytest.fixture
+def hadoop(dist_path, minicluster):
+    return gl.deploy.hadoop_cluster.create("hadoop-test", dist_path,
+                                           hadoop_conf_dir=minicluster.conf_dir)
+
+
+def make_wheel(folder, name, version, files):
+    """A minimal pure-Python wheel (a zip with its dist-info), built without pip."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    files = dict(files)
+    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    files[f"{info}/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                             "Tag: py3-none-any\n")
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name_, text in files.items():
+            zf.writestr(name_, text)
+    return path
+
+
+def app_state(cluster, app_id):
+    out = cluster.yarn("application", "-status", app_id).stdout
+    return _field(out, "State"), _field(out, "Final-State")
+
+
+def test_print_defaults_and_lookup_by_name(hadoop, dist_path, minicluster):
+    assert str(hadoop) == textwrap.dedent(f"""\
+        Hadoop Cluster:
+        \tName:                    : hadoop-test
+        \tCluster path             : {dist_path}
+        \tHadoop conf dir          : {minicluster.conf_dir}
+
+        \tNumber of Containers:    : 2
+        \tContainer Size (in mb)   : 256
+        \tContainer num of vcores  : 1
+        \tPort range               : 9100 - 9200
+
+        \tAdditional packages      : []""")
+    again = gl.deploy.environments["hadoop-test"]
+    assert again.dato_dist_path == dist_path and again.num_containers == 2
+    other = gl.deploy.hadoop_cluster.create("hadoop-alias", turi_dist_path=dist_path,
+                                            num_containers=3)
+    assert other.num_containers == 3 and other.container_size == 256
+
+
+def test_bad_values_are_errors_at_create(dist_path, minicluster, tmp_path):
+    create = gl.deploy.hadoop_cluster.create
+    with pytest.raises(ValueError, match="does not exist"):
+        create("bad", dist_path, hadoop_conf_dir=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="No dato-dist folder at"):
+        create("bad", f"{minicluster.hdfs_uri}/no/such/folder",
+               hadoop_conf_dir=minicluster.conf_dir)
+    with pytest.raises(ValueError, match="above the cluster's maximum allocation"):
+        create("bad", dist_path, hadoop_conf_dir=minicluster.conf_dir, container_size=10 ** 6)
+    with pytest.raises(ValueError, match="inverted"):
+        create("bad", dist_path, hadoop_conf_dir=minicluster.conf_dir, start_port=9200,
+               end_port=9100)
+
+
+def test_seed_map_job_and_combiner_on_yarn(hadoop, minicluster, yarn_apps):
+    job = gl.deploy.map_job.create(tasks.add, [{"x": 20, "y": 20}, {"x": None, "y": 10},
+                                               {"x": 5, "y": 5}], environment=hadoop)
+    yarn_apps.append(job.app_id)
+    assert job.get_map_results() == [40, None, 10]
+    metrics = job.get_metrics()
+    assert metrics["status"] == ["Completed", "Failed", "Completed"]
+    assert metrics[1]["exception"] == "TypeError"
+    listed = minicluster.yarn("application", "-list", "-appStates", "ALL").stdout
+    line = [l for l in listed.splitlines() if job.app_id in l][0]
+    assert f"dato-dist:{job.name}" in line and "skein" in line
+    wait_for(lambda: app_state(minicluster, job.app_id) == ("FINISHED", "SUCCEEDED"), 60,
+             what="the application to finish")
+    text = str(job)
+    assert f"Application Id     : {job.app_id}" in text
+    assert f"Command to view yarn logs: yarn logs -applicationId {job.app_id}" in text
+    assert job.get_log_file_path().startswith(minicluster.hdfs_uri)
+
+    job = gl.deploy.map_job.create(tasks.add, [{"x": 20, "y": 20}, {"x": 10, "y": 10},
+                                               {"x": 5, "y": 5}], environment="hadoop-test",
+                                   combiner_function=tasks.add_combiner)
+    yarn_apps.append(job.app_id)
+    assert job.get_results() == 70
+    assert job.get_map_results() == [40, 20, 10]
+
+
+def test_resources_cancel_and_reload_from_another_process(hadoop, minicluster, yarn_apps):
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 60} for i in range(4)],
+                                   environment=hadoop)
+    yarn_apps.append(job.app_id)
+    wait_for(lambda: len(job.get_metrics() or []) == 2, 120, 0.5, what="2 tasks running")
+    # YARN gave what was asked: the driver's AM plus 2 workers of 256 MB, 1 vcore
+    used_mb = containers = 0
+    for node in _running_nodes(minicluster.yarn("node", "-list").stdout):
+        report = minicluster.yarn("node", "-status", node).stdout
+        used_mb += int(_field(report, "Memory-Used").rstrip("MB"))
+        containers += int(_field(report, "Containers"))
+    assert containers == 3 and used_mb == DRIVER_MB + 2 * WORKER_MB
+    # another process finds the job by its URI and sees it running
+    code = f"import dato_dist as gl; print(gl.deploy.job.load({job.uri!r}).get_status())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "Running", out.stderr[-3000:]
+    job.cancel()
+    assert job.get_status() == "Canceled"
+    wait_for(lambda: app_state(minicluster, job.app_id)[1] == "KILLED", 60,
+             what="YARN to show KILLED")
+
+
+def test_worker_container_killed_its_tasks_rerun(hadoop, yarn_apps):
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 2} for i in range(6)],
+                                   environment=hadoop)
+    yarn_apps.append(job.app_id)
+
+    def running():
+        rows = [r for r in (job.get_metrics() or []) if r["status"] == "Running"]
+        return rows and rows[0]
+
+    row = wait_for(running, 120, 0.3, what="a running task")
+    os.kill(int(row["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    assert job.wait(timeout=240) == "Completed"
+    assert job.get_map_results() == [i * i for i in range(6)]
+    rerun = [r for r in job.get_metrics() if r["task_name"] == row["task_name"]][0]
+    assert rerun["worker"] != row["worker"]
+
+
+def test_driver_lost_fails_the_job_with_yarn_diagnostics(hadoop, minicluster, yarn_apps):
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": 1, "seconds": 60}], environment=hadoop)
+    yarn_apps.append(job.app_id)
+    wait_for(lambda: job.get_status() == "Running", 120, 0.5, what="Running")
+    driver_pid = job._files.read_state()["driver"]["pid"]
+    os.kill(driver_pid, signal.SIGKILL)
+    assert job.wait(timeout=120) == "Failed"
+    assert job.app_id in job.get_error() and "yarn logs -applicationId" in job.get_error()
+    with pytest.raises(RuntimeError, match="failed"):
+        job.get_results()
+
+
+def test_additional_packages_and_user_package_management(dist_path, minicluster, tmp_path,
+                                                         yarn_apps):
+    make_wheel(tmp_path / "dist", "ddtinypkg", "0.1", {"ddtinypkg/__init__.py": "ANSWER = 42\n"})
+    if "ddtinypkg-0.1-py3-none-any.whl" in gl.deploy.hadoop_cluster.show_available_packages(
+            dist_path)["user_packages"]:  # left by an earlier session on a reused cluster
+        gl.deploy.hadoop_cluster.remove_package(dist_path, "ddtinypkg-0.1-py3-none-any.whl")
+    uploaded = gl.deploy.hadoop_cluster.upload_packages(dist_path, str(tmp_path / "dist"))
+    assert uploaded == ["ddtinypkg-0.1-py3-none-any.whl"]
+    available = gl.deploy.hadoop_cluster.show_available_packages(dist_path)
+    assert "ddtinypkg-0.1-py3-none-any.whl" in available["user_packages"]
+    assert any(p.startswith("pyarrow==") for p in available["default_packages"])
+    with pytest.raises(ValueError, match="already"):
+        gl.deploy.hadoop_cluster.upload_packages(dist_path, str(tmp_path / "dist"))
+
+    hd = gl.deploy.hadoop_cluster.create("hadoop-pkgs", dist_path,
+                                         hadoop_conf_dir=minicluster.conf_dir,
+                                         num_containers=1, additional_packages="ddtinypkg")
+    job = gl.deploy.job.create(tasks.answer_from_package, environment=hd)
+    yarn_apps.append(job.app_id)
+    assert job.get_results() == 42
+    # containers copy their logs to HDFS every few seconds and when they end
+    wait_for(lambda: "installing ddtinypkg" in "".join(job.read_logs().values()), 60, 1,
+             what="the worker's log on HDFS")
+    gl.deploy.hadoop_cluster.remove_package(dist_path, "ddtinypkg-0.1-py3-none-any.whl")
+    assert gl.deploy.hadoop_cluster.show_available_packages(dist_path)["user_packages"] == []
+
+
+def test_dist_folder_show_and_version_check(dist_path, minicluster):
+    out = subprocess.run([sys.executable, "-m", "dato_dist.cli", "hadoop", "show", dist_path],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0 and f"dato-dist version   : {gl.__version__}" in out.stdout
+    from dato_dist.store import Store
+
+    store = Store(dist_path)
+    config = store.read_json("config.json")
+    store.write_json("config.json", dict(config, dato_dist_version="0.0.1"))
+    try:
+        with pytest.raises(ValueError, match="holds dato-dist 0.0.1, this client is"):
+            gl.deploy.hadoop_cluster.create("hadoop-old", dist_path,
+                                            hadoop_conf_dir=minicluster.conf_dir)
+    finally:
+        store.write_json("config.json", config)
