@@ -214,3 +214,53 @@ def test_cli_terminate_by_name(sandbox, capsys):
     assert "terminated" in capsys.readouterr().out
     assert set(sandbox.instances("doomed").values()) == {"terminated"}
     assert "Status       : Stopped" in str(gl.deploy.ec2_cluster.load(c.s3_path))
+
+
+def test_wrong_credentials_are_a_clear_error(ec2_workdir):
+    """A moto server that checks keys: EC2's AuthFailure names the setting to fix."""
+    import json
+
+    from ec2 import provision
+    from ec2.config import Ec2Config
+    from ec2.errors import AwsCredentialsError
+    from tests.infra.moto_server import MotoServer
+
+    with MotoServer.start(log_dir=ec2_workdir / "moto-auth-backend",
+                          extra_env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as m:
+        iam = m.client("iam")
+        iam.create_user(UserName="u")
+        key = iam.create_access_key(UserName="u")["AccessKey"]
+        iam.put_user_policy(UserName="u", PolicyName="all", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        good = Ec2Config(aws_access_key_id=key["AccessKeyId"],
+                         aws_secret_access_key=key["SecretAccessKey"], endpoint_url=m.endpoint_url)
+        assert provision.find_clusters(good) == {}
+        bad = Ec2Config(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key="wrong",
+                        endpoint_url=m.endpoint_url, ami="ami-1")
+        with pytest.raises(AwsCredentialsError) as e:
+            provision.launch(bad, cluster_name="creds", num_hosts=1)
+        assert e.value.setting == "aws_access_key_id" and "AuthFailure" in str(e.value)
+        assert "wrong" not in str(e.value)  # the secret is never shown
+
+
+def test_legacy_environment_ec2(sandbox):
+    """GraphLab's environment.EC2(name, s3_folder_path, ...) is a config plus a cluster."""
+    import dato_dist as gl
+    from tests.ec2.ec2_support import ACCESS_KEY, SECRET_KEY
+
+    env = gl.deploy.environment.EC2(
+        "legacy", f"s3://{sandbox.bucket}/legacy", region="us-west-2",
+        instance_type="t3.micro", aws_access_key=ACCESS_KEY, aws_secret_key=SECRET_KEY,
+        num_hosts=1, subnet_id=sandbox.subnet(), key_name=sandbox.key_name,
+        key_file=str(sandbox.key_file), use_private_ips=True, ssh_user="root",
+        ssh_port=sandbox.ssh_hosts.port, endpoint_url=sandbox.endpoint,
+        host_python=__import__("sys").executable, runners_per_host=1,
+        remote_dir=sandbox.remote_dir, idle_shutdown_timeout=-1)
+    try:
+        assert env.is_running() and env.ec2_config.instance_type == "t3.micro"
+        job = gl.deploy.job.create(pow, environment="legacy", base=2, exp=3)
+        assert job.wait(timeout=60) == "Completed" and job.get_results() == 8
+    finally:
+        env.stop()
+    assert set(sandbox.instances("legacy").values()) == {"terminated"}

@@ -111,9 +111,11 @@ def test_seed_map_job_and_combiner_on_yarn(hadoop, minicluster, yarn_apps):
     metrics = job.get_metrics()
     assert metrics["status"] == ["Completed", "Failed", "Completed"]
     assert metrics[1]["exception"] == "TypeError"
-    listed = minicluster.yarn("application", "-list", "-appStates", "ALL").stdout
+    listed = minicluster.yarn("application", "-list", "-appStates", "ALL",
+                              "-appTags", "dato-dist").stdout
     line = [l for l in listed.splitlines() if job.app_id in l][0]
     assert f"dato-dist:{job.name}" in line and "skein" in line
+    assert 9100 <= job._files.read_state()["address"][1] <= 9200  # the driver's port
     wait_for(lambda: app_state(minicluster, job.app_id) == ("FINISHED", "SUCCEEDED"), 60,
              what="the application to finish")
     text = str(job)
@@ -129,11 +131,22 @@ def test_seed_map_job_and_combiner_on_yarn(hadoop, minicluster, yarn_apps):
     assert job.get_map_results() == [40, 20, 10]
 
 
-def test_resources_cancel_and_reload_from_another_process(hadoop, minicluster, yarn_apps):
-    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 60} for i in range(4)],
-                                   environment=hadoop)
+def test_client_exits_job_goes_on_resources_and_cancel(hadoop, minicluster, yarn_apps):
+    code = textwrap.dedent("""\
+        import dato_dist as gl
+        from tests import tasks
+        hd = gl.deploy.environments['hadoop-test']      # found by name in a new process
+        job = gl.deploy.map_job.create(tasks.sleepy, [{'i': i, 'seconds': 60}
+                                                      for i in range(4)], environment=hd)
+        print(job.uri)
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    job = gl.deploy.job.load(out.stdout.strip().splitlines()[-1])  # the client has exited
     yarn_apps.append(job.app_id)
     wait_for(lambda: len(job.get_metrics() or []) == 2, 120, 0.5, what="2 tasks running")
+    assert job.get_status() == "Running"
     # YARN gave what was asked: the driver's AM plus 2 workers of 256 MB, 1 vcore
     used_mb = containers = 0
     for node in _running_nodes(minicluster.yarn("node", "-list").stdout):
@@ -141,15 +154,18 @@ def test_resources_cancel_and_reload_from_another_process(hadoop, minicluster, y
         used_mb += int(_field(report, "Memory-Used").rstrip("MB"))
         containers += int(_field(report, "Containers"))
     assert containers == 3 and used_mb == DRIVER_MB + 2 * WORKER_MB
-    # another process finds the job by its URI and sees it running
-    code = f"import dato_dist as gl; print(gl.deploy.job.load({job.uri!r}).get_status())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=REPO)
-    assert out.stdout.strip().splitlines()[-1] == "Running", out.stderr[-3000:]
     job.cancel()
     assert job.get_status() == "Canceled"
     wait_for(lambda: app_state(minicluster, job.app_id)[1] == "KILLED", 60,
              what="YARN to show KILLED")
+
+
+def test_legacy_hadoop_environment(dist_path, minicluster, monkeypatch):
+    monkeypatch.setenv("DATO_DIST_HADOOP_DIST_PATH", dist_path)
+    env = gl.deploy.environment.Hadoop("legacy-hd", config_dir=minicluster.conf_dir,
+                                       memory_mb=128, virtual_cores=1)
+    assert env.container_size == 128 and env.num_vcores == 1
+    assert gl.deploy.environments["legacy-hd"].hadoop_conf_dir == minicluster.conf_dir
 
 
 def test_worker_container_killed_its_tasks_rerun(hadoop, yarn_apps):
