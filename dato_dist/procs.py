@@ -1,4 +1,5 @@
-"""Process helpers: liveness that survives pid reuse, and stopping a process group."""
+"""Process helpers: liveness that survives pid reuse, and stopping a process group (Linux
+``/proc``; elsewhere liveness falls back to ``kill(pid, 0)``)."""
 
 import os
 import signal
@@ -6,20 +7,26 @@ import socket
 import time
 
 
-def start_time(pid):
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if unknown/gone."""
+def _stat(pid):
+    """The fields of ``/proc/<pid>/stat`` after the command name, or None if unknown/gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces or parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
-    return int(fields[19])  # field 22 overall: starttime
+    return data[data.rindex(b")") + 2:].split()
+
+
+def start_time(pid):
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if unknown/gone."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])  # field 22 overall: starttime
 
 
 def is_alive(pid, started=None):
-    """True if ``pid`` runs and, when ``started`` is given, is the same process as then."""
+    """True if ``pid`` runs (not a zombie) and, when ``started`` is given, is the same
+    process as then."""
     if not pid:
         return False
     try:
@@ -28,17 +35,12 @@ def is_alive(pid, started=None):
         return False
     except PermissionError:
         pass
-    now = start_time(pid)
-    if now is None:  # no /proc (not Linux): trust kill(0)
-        return True
-    try:  # a zombie has exited already
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        if data[data.rindex(b")") + 2:].split()[0] == b"Z":
-            return False
-    except OSError:
+    fields = _stat(pid)
+    if fields is None:
+        return not os.path.isdir("/proc")  # no /proc (not Linux): trust kill(0)
+    if fields[0] == b"Z":
         return False
-    return started is None or now == started
+    return started is None or int(fields[19]) == started
 
 
 def describe_self():
@@ -46,47 +48,40 @@ def describe_self():
     return {"host": socket.gethostname(), "pid": os.getpid(), "start_time": start_time(os.getpid())}
 
 
+def group_members(pgid):
+    """Pids of the live (non-zombie) processes of the process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            fields = _stat(entry)
+            if fields is not None and int(fields[2]) == pgid and fields[0] != b"Z":
+                members.append(int(entry))
+    return members
+
+
+def _group_gone(pgid, within):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if os.path.isdir("/proc") and not group_members(pgid):
+            return True  # only zombies left
+        time.sleep(0.05)
+    return False
+
+
 def kill_group(pgid, *, grace=3.0):
     """SIGTERM the process group ``pgid``, then SIGKILL whatever is left after ``grace`` s.
 
     Returns True when the group is gone.
     """
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _group_exists(pgid):
-            return True
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _group_exists(pgid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _group_exists(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # Zombies still count for killpg; ignore a group whose members all exited.
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.isdigit():
-            continue
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        rest = data[data.rindex(b")") + 2:].split()
-        if int(rest[2]) == pgid and rest[0] != b"Z":
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
             return True
-    return not os.path.isdir("/proc")
+        if _group_gone(pgid, grace):
+            return True
+    return False

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import dato_dist as gl
-from dato_dist.procs import is_alive
+from dato_dist.procs import group_members, is_alive
 from tests import tasks
 from tests.conftest import kill_quietly, wait_for
 
@@ -32,21 +32,6 @@ def runner_pids(job):
 
 def driver_pid(job):
     return json.load(open(os.path.join(job.uri, "launch.json")))["pid"]
-
-
-def group_members(pgid):
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            rest = data[data.rindex(b")") + 2:].split()
-            if int(rest[2]) == pgid and rest[0] != b"Z":
-                members.append(int(entry))
-    return members
 
 
 @pytest.mark.slow
