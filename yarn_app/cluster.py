@@ -140,18 +140,14 @@ class HadoopCluster(Environment):
         for label in ("num_containers", "container_size", "num_vcores"):
             distmod.check_positive(label, getattr(self, label))
         distmod.check_ports(self.start_port, self.end_port)
-        max_mb = int(_yarn_setting(self.hadoop_conf_dir,
-                                   "yarn.scheduler.maximum-allocation-mb", 8192))
-        if self.container_size > max_mb:
-            raise InvalidArgument(
-                f"container_size {self.container_size} MB is above the cluster's maximum "
-                f"allocation of {max_mb} MB (yarn.scheduler.maximum-allocation-mb).")
-        max_vcores = int(_yarn_setting(self.hadoop_conf_dir,
-                                       "yarn.scheduler.maximum-allocation-vcores", 4))
-        if self.num_vcores > max_vcores:
-            raise InvalidArgument(
-                f"num_vcores {self.num_vcores} is above the cluster's maximum allocation of "
-                f"{max_vcores} (yarn.scheduler.maximum-allocation-vcores).")
+        for label, key, default in (
+                ("container_size", "yarn.scheduler.maximum-allocation-mb", 8192),
+                ("num_vcores", "yarn.scheduler.maximum-allocation-vcores", 4)):
+            maximum = int(_yarn_setting(self.hadoop_conf_dir, key, default))
+            if getattr(self, label) > maximum:
+                raise InvalidArgument(
+                    f"{label} {getattr(self, label)} is above the cluster's maximum "
+                    f"allocation of {maximum} ({key}).")
         self._dist_config()
 
     def _dist_config(self):
