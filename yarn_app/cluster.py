@@ -193,7 +193,6 @@ class HadoopCluster(Environment):
     @staticmethod
     def _connect(client, app_id, timeout):
         deadline = time.monotonic() + timeout
-        delay = 0.2
         while True:
             report = client.application_report(app_id)
             state = str(report.state)
@@ -208,8 +207,7 @@ class HadoopCluster(Environment):
                     f"YARN application {app_id} did not start within {timeout:.0f} s (state "
                     f"{state}); the cluster may be full. It was killed. Config key: "
                     "hadoop.start_timeout.")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            time.sleep(0.2)  # the driver waits for the key: notice RUNNING promptly
 
     def _report(self, launch):
         if not launch or not launch.get("app_id"):
