@@ -269,18 +269,7 @@ class Job:
 
     def read_logs(self):
         """``{log name: text}`` of the job's logs that can be read from here."""
-        import os
-
-        location = self.get_log_file_path()
-        out = {}
-        if os.path.isdir(location):
-            for name in sorted(os.listdir(location)):
-                with open(os.path.join(location, name), "rb") as f:
-                    out[name] = f.read().decode(errors="replace")
-            return out
-        for name in self._files.log_names():
-            out[name] = self._files.read_log(name).decode(errors="replace")
-        return out
+        return self.environment.read_logs(self._files, self._files.read_launch())
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self):

@@ -244,6 +244,26 @@ class HadoopCluster(Environment):
     def log_location(self, files):
         return files.store.display_path(files.log_rel())
 
+    def read_logs(self, files, launch):
+        """YARN's aggregated logs once the application ended (complete even for a killed
+        container), else the copies the containers keep on HDFS while they run."""
+        import shutil
+        import subprocess
+
+        app_id = (launch or {}).get("app_id")
+        report = self._report(launch)
+        if report is not None and str(report.state) not in ALIVE_STATES and shutil.which("yarn"):
+            env = dict(os.environ, HADOOP_CONF_DIR=self.hadoop_conf_dir)
+            try:
+                out = subprocess.run(["yarn", "logs", "-applicationId", app_id], env=env,
+                                     capture_output=True, text=True, timeout=120,
+                                     stdin=subprocess.DEVNULL)
+                if out.returncode == 0 and "LogType:" in out.stdout:
+                    return {f"yarn logs -applicationId {app_id}": out.stdout}
+            except (OSError, subprocess.TimeoutExpired) as e:
+                log.debug("yarn logs failed (%s); reading the copies on HDFS", e)
+        return super().read_logs(files, launch)
+
     def describe(self, files, launch):
         app_id = (launch or {}).get("app_id")
         return [("Application Id", app_id),

@@ -77,6 +77,22 @@ class Environment(abc.ABC):
         return "Failed", (f"The job's driver (pid {pid}) exited without finishing the job. "
                           f"Its log: {self.log_location(files)}")
 
+    def read_logs(self, files, launch):
+        """``{log name: text}``: the files under :meth:`log_location` if it is a local folder,
+        else the job's ``logs/`` in the store."""
+        import os
+
+        location = self.log_location(files)
+        out = {}
+        if os.path.isdir(location):
+            for name in sorted(os.listdir(location)):
+                with open(os.path.join(location, name), "rb") as f:
+                    out[name] = f.read().decode(errors="replace")
+            return out
+        for name in files.log_names():
+            out[name] = files.read_log(name).decode(errors="replace")
+        return out
+
     def describe(self, files, launch):
         """Extra ``(label, value)`` lines for ``print(job)``."""
         return []

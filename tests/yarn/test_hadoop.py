@@ -123,6 +123,14 @@ def test_seed_map_job_and_combiner_on_yarn(hadoop, minicluster, yarn_apps):
     assert f"Command to view yarn logs: yarn logs -applicationId {job.app_id}" in text
     assert job.get_log_file_path().startswith(minicluster.hdfs_uri)
 
+    def aggregated_logs():  # YARN aggregates a few seconds after the application ends
+        out = subprocess.run([sys.executable, "-m", "dato_dist.cli", "job", "logs", job.name],
+                             capture_output=True, text=True, timeout=180, cwd=REPO).stdout
+        return f"==> yarn logs -applicationId {job.app_id} <==" in out and out
+
+    logs = wait_for(aggregated_logs, 90, 2, what="`dato-dist job logs` via yarn logs")
+    assert "[dato-dist] task add-0-1 started" in logs and "LogType:worker.log" in logs
+
     job = gl.deploy.map_job.create(tasks.add, [{"x": 20, "y": 20}, {"x": 10, "y": 10},
                                                {"x": 5, "y": 5}], environment="hadoop-test",
                                    combiner_function=tasks.add_combiner)
