@@ -19,6 +19,7 @@ import cloudpickle
 from multiprocessing.connection import Client
 
 from . import protocol as P
+from . import serialize
 
 _RESULT_NOT_PICKLABLE = "PicklingError"
 #: A task running this long is reported to the driver right away.
@@ -49,11 +50,11 @@ def _run_one(fn, kwargs_bytes, max_retries, worker, channel_state):
         channel_state["current"] = (channel_state["index"], start)
         t0 = time.perf_counter()
         try:
-            kwargs = cloudpickle.loads(kwargs_bytes)
+            kwargs = serialize.loads(kwargs_bytes)
             value = fn(**kwargs)
             run_time = time.perf_counter() - t0
             try:
-                result = cloudpickle.dumps(value)
+                result = serialize.dumps(value)
             except Exception as e:  # the task ran, but its result cannot travel back
                 return _failure(start, attempts, worker, _RESULT_NOT_PICKLABLE,
                                 f"the task's result could not be serialized: {e}",
@@ -148,7 +149,8 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
             last_flush = time.monotonic()
             for index, name, kwargs_bytes in msg[1]:
                 state["index"] = index
-                print(f"[dato-dist] task {name} started", flush=True)
+                sys.stdout.write(f"[dato-dist] task {name} started\n")
+                sys.stdout.flush()  # the marker is on disk if the task kills the process
                 record = _run_one(fn, kwargs_bytes, max_retries, worker, state)
                 state["current"] = None
                 record["index"] = index

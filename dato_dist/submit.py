@@ -13,7 +13,7 @@ import time
 
 import cloudpickle
 
-from . import _version
+from . import _version, serialize
 from .config import Config
 from .environments import Environment
 from .errors import (EnvironmentNotFound, InvalidArgument, InvalidArgumentType, NothingToDo,
@@ -78,7 +78,7 @@ def _dumps(obj, what):
 
 def _dumps_kwargs(kwargs, task_label):
     try:
-        return cloudpickle.dumps(kwargs)
+        return serialize.dumps(kwargs)
     except Exception:
         for key, value in kwargs.items():
             _dumps(value, f"argument '{key}' of {task_label}")
@@ -177,9 +177,13 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     fname = function_name(function)
     task_names = [f"{fname}-0-{i}" for i in range(len(task_kwargs))]
     signature = signature_of(function)
+    bound_key_sets = set()  # binding depends on the argument names only
     for i, kwargs in enumerate(task_kwargs):
-        bind_kwargs(function, signature, kwargs, "The keyword arguments" if kind == "job"
-                    else f"parameter_set[{i}] ({task_names[i]})")
+        keys = frozenset(kwargs)
+        if keys not in bound_key_sets:
+            bind_kwargs(function, signature, kwargs, "The keyword arguments" if kind == "job"
+                        else f"parameter_set[{i}] ({task_names[i]})")
+            bound_key_sets.add(keys)
     if name is not None:
         check_name(name, "job name")
     if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
