@@ -249,7 +249,7 @@ class Bench:
         import skein
 
         archive = f"{self.dist_path.rstrip('/')}/{self.dist_config['env_archive']}"
-        files = {"env": skein.File(source=archive, type="archive")}
+        files = {"env": skein.File(source=archive, type="archive", visibility="private")}
         env = {"PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1"}
         master = skein.Master(resources=skein.Resources(memory=MASTER_MB, vcores=1),
                               script=floor_master_script(FLOOR_WAIT[side]), files=files,
