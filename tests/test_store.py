@@ -10,11 +10,13 @@ from dato_dist.jobfiles import JobFiles
 from dato_dist.store import Store, frame
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3),
+@pytest.fixture(params=["local", "file-uri", pytest.param("s3", marks=pytest.mark.s3),
                         pytest.param("hdfs", marks=[pytest.mark.hdfs, pytest.mark.slow])])
 def store(request, tmp_path):
     if request.param == "local":
         return Store(str(tmp_path / "jobs"))
+    if request.param == "file-uri":
+        return Store(f"file://{tmp_path}/jobs")
     if request.param == "hdfs":
         cluster = request.getfixturevalue("minicluster")
         return Store(f"{cluster.hdfs_uri}/tests/{tmp_path.name}/jobs")
