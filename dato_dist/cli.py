@@ -176,6 +176,12 @@ def build_parser():
                     help="start, stop or status")
     tc.add_argument("--dir", required=True, help="the test cluster's state folder")
     tc.set_defaults(func=cmd_hadoop_testcluster)
+    try:  # `dato-dist ec2 ...`; ec2.cli imports neither boto3 nor fabric at load
+        from ec2.cli import add_parser as add_ec2_parser
+    except ImportError:
+        add_ec2_parser = None
+    if add_ec2_parser is not None:
+        add_ec2_parser(sub)
     return parser
 
 

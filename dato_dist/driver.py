@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener, wait
 
 from . import protocol as P
@@ -174,7 +175,7 @@ class Driver:
         while True:
             try:
                 conn = self.listener.accept()
-            except (OSError, EOFError):
+            except (OSError, EOFError, AuthenticationError):
                 if self.listener_closed:
                     return
                 continue  # a bad handshake (wrong key): ignore that client

@@ -139,3 +139,65 @@ class NothingToDo(DatoDistError, RuntimeError):
     """A job was asked for with no work in it (an empty parameter_set)."""
 
     exit_code = 2
+
+
+# -- the EC2 backend's errors (raised by ec2/; botocore, paramiko and invoke errors become
+# these at one choke point each: ec2.provision._aws and ec2.hosts._ssh_errors) -------------
+
+
+class Ec2Error(DatoDistError, RuntimeError):
+    """Something on EC2 or on the hosts did not work."""
+
+    exit_code = 7
+
+
+class Ec2SettingError(ConfigError):
+    """AWS refused a request because of a setting the user can fix; names the setting."""
+
+    def __init__(self, message, *, setting=None, code=None):
+        self.setting = setting
+        self.code = code
+        super().__init__(message)
+
+
+class AwsCredentialsError(Ec2SettingError):
+    """No AWS credentials, or AWS refused them."""
+
+
+class CapacityError(Ec2Error):
+    """EC2 has no capacity for, or a quota forbids, the requested instances."""
+
+
+class HostsFailed(Ec2Error):
+    """A command failed on some hosts; ``results`` maps every host to its outcome.
+
+    Like ``fabric.exceptions.GroupException``: one exception carrying each host's result.
+    """
+
+    def __init__(self, *, step, results):
+        self.step = step
+        self.results = results
+        failed = {h: r for h, r in results.items() if not r.ok}
+        parts = []
+        for host, r in failed.items():
+            tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-15:])
+            parts.append(f"- host {host}: {r.error or f'exit status {r.exited}'}\n{tail}")
+        super().__init__(f"Step '{step}' failed on {len(failed)} of {len(results)} host(s):\n"
+                         + "\n".join(parts))
+
+
+class LaunchFailed(Ec2Error):
+    """A cluster launch failed; everything it created was terminated."""
+
+
+class ClusterNotFound(DatoDistError, KeyError):
+    """No cluster state at that S3 path."""
+
+    exit_code = 3
+
+    def __str__(self):
+        return self.args[0] if self.args else "cluster not found"
+
+
+class ClusterNotRunning(Ec2Error):
+    """A job was submitted to a cluster whose hosts are not running."""

@@ -283,7 +283,7 @@ class Job:
             return
         self._files.request_cancel()
         launch = self._files.read_launch()
-        self.environment.stop(self._files, launch)
+        self.environment.stop_job(self._files, launch)
         state = self._files.read_state() or {}
         if state.get("status") not in FINAL:
             state.update(status="Canceled", ended=time.time(), error=None)

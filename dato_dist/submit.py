@@ -231,7 +231,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         raise
     jobs.register(name, files.uri, env.name, spec["created"])
     logger.info("Validation complete. Job: '%s' ready for execution.", name)
-    proc = env.start(files, spec, config, prepared)
+    proc = env.start_job(files, spec, config, prepared)
     job = Job(files, spec)
     if env.synchronous:
         try:

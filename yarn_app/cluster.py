@@ -162,7 +162,7 @@ class HadoopCluster(Environment):
     def _client(self):
         return skein_client(self.hadoop_conf_dir)
 
-    def start(self, files, spec, config, prepared=None):
+    def start_job(self, files, spec, config, prepared=None):
         from .spec import application_spec
 
         dist_config = self._dist_config()
@@ -234,7 +234,7 @@ class HadoopCluster(Environment):
                         + (f": {diagnostics}" if diagnostics else ".")
                         + f" Logs: yarn logs -applicationId {app_id}")
 
-    def stop(self, files, launch):
+    def stop_job(self, files, launch):
         if launch and launch.get("app_id"):
             try:
                 self._client().kill_application(launch["app_id"])

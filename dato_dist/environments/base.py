@@ -45,17 +45,17 @@ class Environment(abc.ABC):
 
     def prepare(self, files, settings, config):
         """Optionally begin starting the job's driver before the job is written; return a
-        handle for :meth:`start` (or :meth:`abandon` if the job is not created after all)."""
+        handle for :meth:`start_job` (or :meth:`abandon` if the job is not created after all)."""
         return None
 
     def abandon(self, prepared):
         """Undo :meth:`prepare`: the job will not be created."""
 
     @abc.abstractmethod
-    def start(self, files, spec, config, prepared=None):
+    def start_job(self, files, spec, config, prepared=None):
         """Start the job's driver (and runners) for the job in ``files``; do not wait.
 
-        Must record in the store what :meth:`is_alive` and :meth:`stop` need (``launch.json``).
+        Must record in the store what :meth:`is_alive` and :meth:`stop_job` need (``launch.json``).
         On failure, stop whatever was started, then raise.
         """
 
@@ -64,7 +64,7 @@ class Environment(abc.ABC):
         """True/False when the job's driver is known to run or not; None when unknown."""
 
     @abc.abstractmethod
-    def stop(self, files, launch):
+    def stop_job(self, files, launch):
         """End the job's driver and runners within seconds; leave nothing running."""
 
     @abc.abstractmethod

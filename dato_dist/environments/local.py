@@ -83,7 +83,7 @@ class LocalAsync(Environment):
 
     def prepare(self, files, settings, config):
         """Start the driver now; it forks its runners and loads its imports, then waits on
-        its stdin for the word ``go`` (sent by :meth:`start` once the job is written)."""
+        its stdin for the word ``go`` (sent by :meth:`start_job` once the job is written)."""
         _reap()
         log_dir = self._log_dir(files)
         os.makedirs(log_dir, exist_ok=True)
@@ -106,7 +106,7 @@ class LocalAsync(Environment):
             procs.kill_group(prepared["proc"].pid, grace=1.0)
             _reap()
 
-    def start(self, files, spec, config, prepared=None):
+    def start_job(self, files, spec, config, prepared=None):
         prepared = prepared or self.prepare(files, spec["settings"], config)
         proc = prepared["proc"]
         try:
@@ -127,7 +127,7 @@ class LocalAsync(Environment):
         _reap()
         return procs.is_alive(info.get("pid"), info.get("start_time"))
 
-    def stop(self, files, launch):
+    def stop_job(self, files, launch):
         if launch and launch.get("host") == socket.gethostname() and procs.is_alive(
                 launch.get("pid"), launch.get("start_time")):
             procs.kill_group(launch["pid"])

@@ -104,6 +104,9 @@ def pytest_runtest_makereport(item, call):
     factory = item.funcargs.get("ssh_hosts")
     if factory is not None and hasattr(factory, "logs"):
         rep.sections.append(("sshd host logs", factory.logs()))
+    sandbox = item.funcargs.get("sandbox")  # the EC2 backend's hosts (tests/ec2/ec2_support)
+    if sandbox is not None and hasattr(sandbox, "logs"):
+        rep.sections.append(("EC2 host logs", sandbox.logs()))
     server = item.funcargs.get("moto_server")
     if server is not None:
         rep.sections.append(("moto_server log", server.log_tail()))

@@ -1,0 +1,338 @@
+"""What runs on an EC2 host for a job: ``python -m ec2.agent launch|run|stop|stop-all``.
+
+No boto3 and no Fabric here: this runs on the hosts with the client's dato_dist.
+
+- ``launch`` (over SSH, returns at once): on the head host picks a free port in the
+  cluster's range for the driver; starts ``run`` detached (its own session) and prints
+  ``{"pid", "start_time", "driver"}`` as JSON.
+- ``run`` (detached): on the head starts the job's driver; on every host starts K runners
+  once the driver listens; copies the host's logs of the job to the job store every few
+  seconds while they run (so ``s3://.../logs`` fills during the job) and once at the end;
+  exits when its children have. SIGTERM: stops its children, copies the logs, exits.
+- ``stop``: SIGTERM the job's agent (checked by pid and start time), then SIGKILL its
+  process group after a grace period.
+- ``stop-all``: the same for every agent under the host's folder, and the idle watchdog.
+
+The per-job key (``DATO_DIST_AUTHKEY``) and the AWS credentials arrive in the environment
+of the SSH command and are only ever held in process memory.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from dato_dist import procs
+from dato_dist.protocol import AUTHKEY_ENV
+
+
+def _job_dir(base, job):
+    return os.path.join(base, "jobs", job)
+
+
+def _free_port(base, ip, lo, hi):
+    """A free port in ``lo..hi``, taken round-robin after the last one this host used.
+
+    Not the first free port: a straggler runner of a job that just ended (one that was
+    still starting) must not reach the next job's driver on a reused port.
+    """
+    import fcntl
+
+    os.makedirs(base, exist_ok=True)
+    with open(os.path.join(base, "ports.lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        try:
+            start = int(lock.read().strip() or lo)
+        except ValueError:
+            start = lo
+        span = hi - lo + 1
+        for k in range(span):
+            port = lo + (start - lo + k) % span
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((ip, port))
+                except OSError:
+                    continue
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(lo + (port - lo + 1) % span))
+            lock.flush()
+            return port
+    raise SystemExit(f"no free port on {ip} in {lo}-{hi}")
+
+
+def _write_json(path, obj):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def cmd_launch(args, rest):
+    jdir = _job_dir(args.base, args.job)
+    os.makedirs(os.path.join(jdir, "logs"), exist_ok=True)
+    driver = args.driver
+    if args.head:
+        lo, hi = (int(p) for p in args.ports.split("-"))
+        driver = f"{args.bind}:{_free_port(args.base, args.bind, lo, hi)}"
+    cmd = [sys.executable, "-m", "ec2.agent", "run", "--driver", driver] + rest
+    log = open(os.path.join(jdir, "logs", f"agent-{args.host_name}.log"), "ab")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=jdir)
+    info = {"pid": proc.pid, "start_time": procs.start_time(proc.pid), "driver": driver,
+            "host": args.host_name, "started": time.time()}
+    _write_json(os.path.join(jdir, "agent.json"), info)
+    print(json.dumps(info), flush=True)
+    return 0
+
+
+class _Agent:
+    def __init__(self, args):
+        self.args = args
+        self.jdir = _job_dir(args.base, args.job)
+        self.log_dir = os.path.join(self.jdir, "logs")
+        self.children = {}
+        self.stopping = False
+        self.shipped = {}
+        self.store = None
+
+    def _spawn(self, name, cmd, env=None):
+        out = open(os.path.join(self.log_dir, f"{name}.log"), "ab")
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             env=env)
+        out.close()
+        self.children[name] = p
+        print(f"[agent] started {name} (pid {p.pid})", flush=True)
+        return p
+
+    def _driver_up(self, host, port):
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+    def _store(self):
+        if self.store is None:
+            from dato_dist.store import Store
+
+            self.store = Store(self.args.store)
+        return self.store
+
+    def _job_ended(self):
+        try:
+            state = self._store().read_json(f"{self.args.job}/state.json", default=None)
+        except Exception:  # noqa: BLE001 - cannot tell: keep waiting
+            return False
+        return (state or {}).get("status") in ("Completed", "Failed", "Canceled")
+
+    def ship_logs(self, final=False):
+        """Copy changed log files to ``<store>/<job>/logs/`` (whole files, small)."""
+        try:
+            store = self._store()
+            for name in sorted(os.listdir(self.log_dir)):
+                path = os.path.join(self.log_dir, name)
+                size = os.path.getsize(path)
+                if self.shipped.get(name) == size:
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+                store.write_bytes(f"{self.args.job}/logs/{name}", data, framed=False)
+                self.shipped[name] = len(data)
+        except Exception as e:  # noqa: BLE001 - logs are best effort; the job goes on
+            print(f"[agent] copying logs to {self.args.store} failed: {e}", flush=True)
+
+    def stop_children(self, grace=3.0):
+        for p in self.children.values():
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        end = time.monotonic() + grace
+        while time.monotonic() < end and any(p.poll() is None for p in self.children.values()):
+            time.sleep(0.05)
+        for p in self.children.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+
+    def run(self):
+        a = self.args
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        host, _, port = a.driver.rpartition(":")
+        port = int(port)
+        env = dict(os.environ)
+        if a.head:
+            self._spawn("driver", [sys.executable, "-m", "dato_dist.driver", "--store", a.store,
+                                   "--job", a.job, "--host", host, "--ports", f"{port}-{port}"],
+                        env=env)
+        deadline = time.monotonic() + a.driver_wait
+        last_check = time.monotonic()
+        while not self._driver_up(host, port):
+            if self.stopping or time.monotonic() > deadline or (
+                    a.head and self.children["driver"].poll() is not None):
+                print(f"[agent] the driver at {a.driver} did not come up", flush=True)
+                self.stop_children()
+                if a.head and not self.stopping:
+                    self._check_driver_outcome()
+                self.ship_logs(final=True)
+                return 2
+            if time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                if self._job_ended():  # a short job may end before this host joins
+                    print("[agent] the job ended before this host joined", flush=True)
+                    return 0
+            time.sleep(0.05)
+        opts = json.loads(a.runner_opts)
+        count = a.runners or os.cpu_count() or 1
+        for k in range(count):
+            rid = f"{a.host_name}-{k}"
+            self._spawn(f"runner-{rid}", [
+                sys.executable, "-m", "dato_dist.runner", "--driver", a.driver, "--id", rid,
+                "--heartbeat-interval", str(opts.get("heartbeat_interval", 1.0)),
+                "--flush-interval", str(opts.get("result_flush_interval", 0.2))], env=env)
+        os.environ.pop(AUTHKEY_ENV, None)
+        env.clear()
+        last_ship = last_check = 0.0
+        ended_at = None
+        while not self.stopping and any(p.poll() is None for p in self.children.values()):
+            now = time.monotonic()
+            if now - last_ship >= a.log_interval:
+                self.ship_logs()
+                last_ship = now
+            if ended_at is None and now - last_check >= 2.0:
+                last_check = now
+                if self._job_ended():
+                    ended_at = now
+            if ended_at is not None and now - ended_at > a.exit_grace:
+                # The job is over but a process lingers (a runner stuck in its handshake
+                # with a driver that finished, a driver slow to exit): end them.
+                print("[agent] the job ended; stopping what is left of it", flush=True)
+                self.stop_children()
+                break
+            time.sleep(0.1)
+        if self.stopping:
+            print("[agent] stopping the job's processes on this host", flush=True)
+            self.stop_children()
+        if a.head:
+            self._check_driver_outcome()
+        print("[agent] done", flush=True)
+        self.ship_logs(final=True)
+        return 0
+
+    def _check_driver_outcome(self):
+        """A driver that died without a final status (killed, out of memory) leaves the
+        job unfinished in the store: record it as Failed, naming the driver's log."""
+        driver = self.children.get("driver")
+        if driver is None or self._job_ended():
+            return
+        try:
+            state = self._store().read_json(f"{self.args.job}/state.json", default=None) or {}
+            state.update(status="Failed", ended=time.time(), error=(
+                f"The job's driver on the head host exited with status {driver.returncode} "
+                f"without finishing the job; see its log: {self.args.store}/{self.args.job}"
+                "/logs/driver.log"))
+            self._store().write_json(f"{self.args.job}/state.json", state)
+            print("[agent] the driver died; the job is marked Failed", flush=True)
+        except Exception as e:  # noqa: BLE001
+            print(f"[agent] could not record the driver's death: {e}", flush=True)
+
+
+def _stop_agent(info, grace):
+    pid, started = info.get("pid"), info.get("start_time")
+    if not procs.is_alive(pid, started):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    end = time.monotonic() + grace
+    while time.monotonic() < end and procs.is_alive(pid, started):
+        time.sleep(0.05)
+    procs.kill_group(pid, grace=1.0)  # what is left of its group (runners) goes too
+    return True
+
+
+def cmd_stop(args, rest):
+    info = _read_json(os.path.join(_job_dir(args.base, args.job), "agent.json")) or {}
+    stopped = _stop_agent(info, args.grace)
+    print(json.dumps({"job": args.job, "stopped": stopped}))
+    return 0
+
+
+def cmd_stop_all(args, rest):
+    jobs_dir = os.path.join(args.base, "jobs")
+    stopped = []
+    for job in sorted(os.listdir(jobs_dir)) if os.path.isdir(jobs_dir) else []:
+        info = _read_json(os.path.join(jobs_dir, job, "agent.json")) or {}
+        if _stop_agent(info, args.grace):
+            stopped.append(job)
+    idle = _read_json(os.path.join(args.base, "idle.json")) or {}
+    if procs.is_alive(idle.get("pid"), idle.get("start_time")):
+        procs.kill_group(idle["pid"], grace=2.0)
+        stopped.append("idle-watchdog")
+    print(json.dumps({"stopped": stopped}))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ec2.agent")
+    parser.add_argument("action", choices=["launch", "run", "stop", "stop-all"])
+    parser.add_argument("--base", required=True, help="this host's dato-dist folder")
+    parser.add_argument("--job")
+    parser.add_argument("--store", help="URI of the job store")
+    parser.add_argument("--host-name", default=socket.gethostname())
+    parser.add_argument("--head", action="store_true", help="also run the job's driver")
+    parser.add_argument("--bind", help="head: the address the driver listens on")
+    parser.add_argument("--ports", help="head: START-END ports the driver may use")
+    parser.add_argument("--driver", help="HOST:PORT of the job's driver")
+    parser.add_argument("--runners", type=int, default=0, help="0: one per CPU")
+    parser.add_argument("--runner-opts", default="{}")
+    parser.add_argument("--log-interval", type=float, default=2.0)
+    parser.add_argument("--driver-wait", type=float, default=120.0)
+    parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--exit-grace", type=float, default=10.0,
+                        help="seconds the job's processes may outlive its end")
+    args = parser.parse_args(argv)
+    if args.action == "launch":
+        rest = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "launch"]
+        rest = _without_option(rest, "--driver")
+        return cmd_launch(args, rest)
+    if args.action == "run":
+        return _Agent(args).run()
+    if args.action == "stop":
+        return cmd_stop(args, [])
+    return cmd_stop_all(args, [])
+
+
+def _without_option(argv, name):
+    out, skip = [], False
+    for x in argv:
+        if skip:
+            skip = False
+            continue
+        if x == name:
+            skip = True
+            continue
+        if x.startswith(name + "="):
+            continue
+        out.append(x)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Bootstrap with host modules (spark-ec2's init/setup/test/run), over a :class:`HostSet`.
+
+A module is a folder with optional ``init.sh`` (install: what could be baked into an
+image), ``setup.sh`` (start services; the cluster's host list is known), ``test.sh``
+(health checks) and ``run.sh`` (user applications). Phases run in that order; within a
+phase every module runs in the configured order, on all hosts in parallel; a phase that
+fails on any host stops the bootstrap with that host's output in the error.
+
+Everything a host needs travels in one bundle (a tar.gz copied over SFTP)::
+
+    bundle/modules/<name>/*.sh     built-in (ec2/modules) and the user's extra modules
+    bundle/modules.txt             the module order
+    bundle/vars.sh                 cluster variables (DATO_HOSTS, DATO_HEAD, ...)
+    bundle/user-vars.sh            the user's variables override file, sourced after
+    bundle/root/                   the deploy root dir's files
+    bundle/packages/               bootstrap_python_packages (globs expanded here)
+    bundle/dist/                   the client's dato_dist wheel (when hosts get a venv)
+    bundle/additional_packages.txt, bootstrap_cmds.sh
+    bundle/run-phase.sh            runs one phase of every module
+"""
+
+import glob
+import io
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+import dato_dist
+
+log = logging.getLogger(__name__)
+
+PHASES = ("init", "setup", "test", "run")
+BUILTIN_MODULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "modules")
+
+RUN_PHASE = r"""#!/bin/bash
+# run-phase.sh PHASE: run PHASE.sh of every module, in order (written by ec2/bootstrap.py)
+phase="$1"
+cd "$DATO_BUNDLE" || exit 1
+set -a
+. ./vars.sh
+[ -f ./user-vars.sh ] && . ./user-vars.sh
+set +a
+while read -r m; do
+  [ -z "$m" ] && continue
+  script="$DATO_BUNDLE/modules/$m/$phase.sh"
+  [ -f "$script" ] || continue
+  echo "[bootstrap] $DATO_HOST_ID: $m/$phase.sh"
+  if ! (cd "$DATO_BUNDLE/modules/$m" && bash "$script"); then
+    echo "[bootstrap] $m/$phase.sh failed on $DATO_HOST_ID ($DATO_HOST_IP)" >&2
+    exit 1
+  fi
+done < "$DATO_BUNDLE/modules.txt"
+"""
+
+
+def _add_bytes(tar, name, data, mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _module_dirs(config):
+    """``[(name, folder)]`` in run order: the configured built-ins, then the user's."""
+    out = []
+    for name in config.modules:
+        path = name if os.path.isdir(name) else os.path.join(BUILTIN_MODULES, name)
+        if not os.path.isdir(path):
+            raise ValueError(f"Ec2Config: no host module {name!r} (looked in {BUILTIN_MODULES})")
+        out.append((os.path.basename(path.rstrip("/")), path))
+    for path in config.extra_modules:
+        if not os.path.isdir(path):
+            raise ValueError(f"Ec2Config: extra module folder {path!r} does not exist")
+        out.append((os.path.basename(path.rstrip("/")), path))
+    return out
+
+
+def _client_wheel():
+    """A wheel of this client's dato_dist (built from its source tree), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(dato_dist.__file__)))
+    if not os.path.isfile(os.path.join(root, "setup.cfg")):
+        return None
+    out = tempfile.mkdtemp(prefix="dato-dist-wheel-")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, root],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        log.warning("Could not build a wheel of dato_dist (%s); hosts install it from PyPI",
+                    r.stderr.strip()[-300:])
+        return None
+    wheels = glob.glob(os.path.join(out, "dato_dist-*.whl"))
+    return wheels[0] if wheels else None
+
+
+def build_bundle(config, *, cluster_name, hosts, additional_packages):
+    """The bundle every host gets, as tar.gz bytes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        names = []
+        for name, path in _module_dirs(config):
+            names.append(name)
+            for phase in PHASES:
+                script = os.path.join(path, f"{phase}.sh")
+                if os.path.isfile(script):
+                    tar.add(script, arcname=f"modules/{name}/{phase}.sh")
+            for extra in sorted(os.listdir(path)):  # helper files next to the scripts
+                full = os.path.join(path, extra)
+                if os.path.isfile(full) and extra not in {f"{p}.sh" for p in PHASES}:
+                    tar.add(full, arcname=f"modules/{name}/{extra}")
+        _add_bytes(tar, "modules.txt", ("\n".join(names) + "\n").encode())
+        variables = {
+            "DATO_CLUSTER": cluster_name,
+            "DATO_HOSTS": " ".join(h.private_ip for h in hosts),
+            "DATO_HEAD": hosts[0].private_ip,
+            "DATO_NUM_HOSTS": str(len(hosts)),
+            "DATO_VERSION": dato_dist.__version__,
+            "DATO_IDLE_ACTION": config.idle_action,
+            "DATO_ADDITIONAL_PACKAGES": " ".join(additional_packages),
+        }
+        _add_bytes(tar, "vars.sh", "".join(f"{k}={shlex.quote(v)}\n"
+                                           for k, v in variables.items()).encode())
+        if config.variables_file:
+            tar.add(os.path.expanduser(config.variables_file), arcname="user-vars.sh")
+        if config.deploy_root_dir:
+            tar.add(os.path.expanduser(config.deploy_root_dir), arcname="root")
+        for pattern in config.bootstrap_python_packages:
+            matches = sorted(glob.glob(os.path.expanduser(pattern)))
+            if not matches:
+                raise ValueError(f"Ec2Config: bootstrap_python_packages pattern {pattern!r} "
+                                 "matches no file")
+            for m in matches:
+                tar.add(m, arcname=f"packages/{os.path.basename(m)}")
+        _add_bytes(tar, "additional_packages.txt",
+                   "".join(p + "\n" for p in additional_packages).encode())
+        _add_bytes(tar, "bootstrap_cmds.sh",
+                   "".join(c + "\n" for c in config.bootstrap_cmds).encode())
+        _add_bytes(tar, "run-phase.sh", RUN_PHASE.encode(), mode=0o755)
+        if config.host_python is None and "python" in names:
+            wheel = _client_wheel()
+            if wheel:
+                tar.add(wheel, arcname=f"dist/{os.path.basename(wheel)}")
+    return buf.getvalue()
+
+
+def host_env(config, host):
+    """The per-host variables of every phase."""
+    env = {"DATO_BASE": host.base, "DATO_BUNDLE": f"{host.base}/bundle",
+           "DATO_PYTHON": host_python(config, host), "DATO_HOST_INDEX": str(host.index),
+           "DATO_HOST_ID": host.instance_id, "DATO_HOST_IP": host.private_ip,
+           "DATO_HOST_ROLE": host.role, "DATO_DEPLOY_ROOT": f"{host.base}/bundle/root"}
+    if config.host_python:
+        env["DATO_HOST_PYTHON_GIVEN"] = "1"
+    return env
+
+
+def host_python(config, host):
+    return config.host_python or f"{host.base}/venv/bin/python"
+
+
+def run(config, hostset, *, cluster_name, additional_packages, timeout=1800.0):
+    """Copy the bundle to every host and run the phases; raises ``HostsFailed``."""
+    hosts = hostset.hosts
+    bundle = build_bundle(config, cluster_name=cluster_name, hosts=hosts,
+                          additional_packages=additional_packages)
+    results = hostset.put_each(lambda h: (bundle, f"{h.base}/bundle.tgz"), step="copy bundle")
+    hostset.run_all(lambda h: f"cd {shlex.quote(h.base)} && rm -rf bundle && mkdir bundle && "
+                              "tar xzf bundle.tgz -C bundle", step="unpack bundle", timeout=120)
+    for phase in PHASES:
+        log.info("Bootstrap phase '%s' on %d host(s)", phase, len(hosts))
+        hostset.run_all(
+            lambda h: "bash -c " + shlex.quote(
+                f"set -o pipefail; bash {shlex.quote(h.base)}/bundle/run-phase.sh {phase} 2>&1 "
+                f"| tee -a {shlex.quote(h.base)}/bootstrap.log"),
+            env=lambda h: host_env(config, h), step=f"bootstrap {phase}", timeout=timeout)

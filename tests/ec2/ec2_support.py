@@ -1,0 +1,120 @@
+"""Helpers for the EC2 backend tests: a sandbox (moto endpoint, loopback subnet, imported
+key pair, bucket, hosts' folder) and an ``Ec2Config`` factory that can only reach loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+
+from tests.infra.moto_server import assert_local_endpoint, create_loopback_subnet
+from tests.infra.sshd import public_key_of
+
+REGION = "us-west-2"
+HOST_IPS = ["127.0.0.4", "127.0.0.5", "127.0.0.6"]
+#: Credentials given to Ec2Config in tests: moto accepts any, and none may leak anywhere.
+ACCESS_KEY = "AKIDDATODISTTEST01"
+SECRET_KEY = "sEcReT-dato-dist-test-never-written"
+
+
+class Sandbox:
+    def __init__(self, moto_server, ssh_hosts, ssh_user_key, workdir):
+        self.moto = moto_server
+        self.endpoint = assert_local_endpoint(moto_server.endpoint_url)
+        self.ssh_hosts = ssh_hosts
+        self.hosts = ssh_hosts(HOST_IPS)
+        self.key_file = ssh_user_key
+        self.ec2 = moto_server.client("ec2", region=REGION)
+        self.s3 = moto_server.client("s3", region="us-east-1")
+        self.key_name = f"dd-test-{uuid.uuid4().hex[:8]}"
+        self.ec2.import_key_pair(KeyName=self.key_name,
+                                 PublicKeyMaterial=public_key_of(ssh_user_key).encode())
+        self.bucket = f"dd-ec2-{uuid.uuid4().hex[:10]}"
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.remote_dir = str(workdir / "hosts")
+        os.makedirs(self.remote_dir, exist_ok=True)
+
+    def subnet(self):
+        """A fresh 127.0.0.0/24 subnet: its instances get 127.0.0.4, .5, ... again."""
+        return create_loopback_subnet(self.ec2)["subnet_id"]
+
+    def config(self, **kwargs):
+        from ec2.config import Ec2Config
+
+        base = dict(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                    subnet_id=kwargs.pop("subnet_id", None) or self.subnet(),
+                    key_name=self.key_name, key_file=str(self.key_file), use_private_ips=True,
+                    ssh_user="root", ssh_port=self.ssh_hosts.port, endpoint_url=self.endpoint,
+                    host_python=sys.executable, runners_per_host=1,
+                    remote_dir=self.remote_dir, idle_action="terminate", ssh_timeout=30,
+                    log_sync_interval=1.0)
+        instance_type = kwargs.pop("instance_type", "t3.micro")
+        base.update(kwargs)
+        return Ec2Config(REGION, instance_type, **base)
+
+    def instances(self, cluster_name):
+        """``{instance id: state}`` of the instances tagged with ``cluster_name``."""
+        out = {}
+        for r in self.ec2.describe_instances(Filters=[
+                {"Name": "tag:dato-dist:cluster", "Values": [cluster_name]}])["Reservations"]:
+            for i in r["Instances"]:
+                out[i["InstanceId"]] = i["State"]["Name"]
+        return out
+
+    def host_processes(self, needle):
+        """Pids of live processes whose command line contains ``needle`` or whose working
+        directory starts with it."""
+        found = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+            except OSError:
+                continue
+            try:
+                cwd = os.readlink(f"/proc/{d}/cwd")
+            except OSError:
+                cwd = ""
+            if (needle in cmd or cwd.startswith(needle)) and state != b"Z":
+                found.append(int(d))
+        return found
+
+    def logs(self, files=12, lines=20):
+        """The newest host-side logs (bootstrap, agents, drivers, runners, watchdog)."""
+        found = []
+        for root, _, names in os.walk(self.remote_dir):
+            found += [os.path.join(root, n) for n in names if n.endswith(".log")]
+        found.sort(key=lambda p: os.path.getmtime(p) if os.path.exists(p) else 0)
+        out = []
+        for path in found[-files:]:
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.read().splitlines()[-lines:]
+            except OSError:
+                continue
+            out.append(f"--- {os.path.relpath(path, self.remote_dir)} ---\n" + "\n".join(tail))
+        return "\n".join(out) or "(no host logs)"
+
+    def kill_leftovers(self):
+        """Safety net: SIGKILL (by pid) anything still running from the hosts' folder."""
+        for pid in self.host_processes(self.remote_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def wait_until(predicate, timeout, what, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

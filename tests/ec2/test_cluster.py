@@ -1,0 +1,357 @@
+"""The seed's EC2 examples end to end: moto's EC2/S3 on 127.0.0.1 and real sshd hosts.
+
+One 3-host cluster serves the module (created once: launch, SSH, bootstrap); the tests
+run the seed's jobs on it, load it from a second process, cancel a job, and at the end
+take a host away mid-job. The seed functions below are shipped by value (the core does
+that for the user's own modules on remote environments): the hosts have only the
+installed dato_dist, not this test tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tests.ec2.ec2_support import ACCESS_KEY, HOST_IPS, SECRET_KEY, Sandbox, wait_until
+
+pytestmark = [pytest.mark.ec2, pytest.mark.timeout(150)]
+pytest.importorskip("fabric")
+
+def add(x, y):
+    return x + y
+
+
+def add_combiner(**kwargs):
+    return sum(kwargs.values())
+
+
+def slow_square(i, seconds):
+    import time as _t
+
+    print(f"task-marker-{i} started", flush=True)
+    _t.sleep(seconds)
+    return i * i
+
+
+@pytest.fixture(scope="module")
+def sandbox(moto_server, ssh_hosts, ssh_user_key, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    # The job store (pyarrow) and boto3 reach S3 through AWS_ENDPOINT_URL: moto only.
+    mp.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    box = Sandbox(moto_server, ssh_hosts, ssh_user_key, tmp_path_factory.mktemp("ec2hosts"))
+    try:
+        yield box
+    finally:
+        box.kill_leftovers()
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def deploy_files(tmp_path_factory):
+    """A user module, a deploy root dir and a variables override file (seed 003)."""
+    d = tmp_path_factory.mktemp("deploy")
+    (d / "hello").mkdir()
+    (d / "hello" / "setup.sh").write_text(
+        'echo "$GREETING from $DATO_HOST_INDEX of [$DATO_HOSTS] head=$DATO_HEAD" '
+        '> "$DATO_BASE/hello.txt"\n'
+        'cp "$DATO_DEPLOY_ROOT/data/input.txt" "$DATO_BASE/copied.txt"\n')
+    (d / "hello" / "run.sh").write_text('echo ran >> "$DATO_BASE/hello.txt"\n')
+    (d / "root" / "data").mkdir(parents=True)
+    (d / "root" / "data" / "input.txt").write_text("deployed file\n")
+    (d / "vars.sh").write_text("GREETING=bonjour\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def cluster(sandbox, deploy_files):
+    import dato_dist as gl
+
+    config = sandbox.config(
+        extra_modules=[str(deploy_files / "hello")], deploy_root_dir=str(deploy_files / "root"),
+        variables_file=str(deploy_files / "vars.sh"),
+        bootstrap_cmds=['echo "cmd on $DATO_HOST_ID" > "$DATO_BASE/cmds.txt"'])
+    t0 = time.monotonic()
+    ec2 = gl.deploy.ec2_cluster.create("add_ec2", f"s3://{sandbox.bucket}/add_test",
+                                       config, 3, "six", idle_shutdown_timeout=-1)
+    ec2.timings = {"create": time.monotonic() - t0}
+    try:
+        yield ec2
+    finally:
+        for ip in HOST_IPS:  # a test may have taken a host away
+            sandbox.ssh_hosts([ip])
+        ec2.stop()
+        assert set(sandbox.instances("add_ec2").values()) == {"terminated"}
+
+
+def test_create_prints_like_the_seed(cluster, sandbox):
+    assert str(cluster) == (
+        f"S3 State Path: s3://{sandbox.bucket}/add_test\n"
+        "EC2 Config   : [instance_type: t3.micro, region: us-west-2, aws_access_key: AKID...]\n"
+        "Num Hosts    : 3\n"
+        "Status       : Running")
+    assert [h.private_ip for h in cluster.hosts] == HOST_IPS
+    assert cluster.is_running() and cluster.get_num_workers() == 3
+    states = sandbox.instances("add_ec2")
+    assert len(states) == 3 and set(states.values()) == {"running"}
+    import dato_dist as gl
+
+    assert gl.deploy.environments["add_ec2"].s3_state_path == cluster.s3_state_path
+    print(f"\n[timing] bootstrapped 3-host cluster in {cluster.timings['create']:.2f} s")
+
+
+def test_bootstrap_ran_modules_commands_and_deploy_files(cluster):
+    for h in cluster.hosts:
+        with open(os.path.join(h.base, "hello.txt")) as f:
+            assert f.read() == (f"bonjour from {h.index} of [127.0.0.4 127.0.0.5 127.0.0.6] "
+                                "head=127.0.0.4\nran\n")
+        with open(os.path.join(h.base, "copied.txt")) as f:
+            assert f.read() == "deployed file\n"
+        with open(os.path.join(h.base, "cmds.txt")) as f:
+            assert f.read() == f"cmd on {h.instance_id}\n"
+        with open(os.path.join(h.base, "bootstrap.log")) as f:
+            log = f.read()
+        assert "python/test.sh" in log and "hello/setup.sh" in log and "ok on" in log
+        assert "packages/init.sh" in log
+    assert cluster.additional_packages == ["six"]
+
+
+def test_host_keys_are_checked_after_first_contact(cluster, sandbox):
+    from ec2.cluster import load
+
+    other = load(cluster.s3_path)
+    hs = other._hosts()
+    head = hs.hosts[0]
+    assert hs.run(head, "echo hi").stdout == "hi\n"
+    hs.drop(head)
+    head.host_key = sandbox.ssh_hosts.hosts["127.0.0.5"].host_public_key  # not this host's
+    r = hs.run(head, "echo hi")
+    assert not r.ok and "host key" in r.error
+    other.close()
+
+
+def test_packages_lists_the_head_hosts_packages(cluster):
+    pkgs = cluster.packages()
+    assert any(p.lower().startswith(("dato-dist", "dato_dist", "-e")) for p in pkgs)
+    assert any(p.lower().startswith("pyarrow==") for p in pkgs)
+
+
+def test_state_in_s3_has_no_secrets(cluster, sandbox):
+    state = json.loads(sandbox.s3.get_object(Bucket=sandbox.bucket,
+                                             Key="add_test/cluster.json")["Body"].read())
+    assert state["status"] == "Running" and len(state["hosts"]) == 3
+    assert all(h["host_key"].startswith("ssh-ed25519 ") for h in state["hosts"])
+    assert SECRET_KEY not in json.dumps(state) and ACCESS_KEY not in json.dumps(state)
+
+
+def test_seed_map_job_with_a_failing_task(cluster, sandbox):
+    import dato_dist as gl
+
+    t0 = time.monotonic()
+    job = gl.deploy.map_job.create(add, [{"x": 20, "y": 20}, {"x": None, "y": 10},
+                                         {"x": 5, "y": 5}], environment=cluster)
+    assert job.wait(timeout=60) == "Completed"
+    assert job.get_map_results() == [40, None, 10]
+    elapsed = time.monotonic() - t0
+    print(f"\n[timing] seed map_job on the 3-host cluster: {elapsed:.2f} s")
+    assert job.get_status() == "Completed"
+    metrics = job.get_metrics()
+    assert [r["status"] for r in metrics] == ["Completed", "Failed", "Completed"]
+    assert metrics[1]["exception"] == "TypeError"
+    assert "unsupported operand" in metrics[1]["exception_message"]
+    assert metrics[0]["exception"] is None and metrics[0]["run_time"] >= 0
+    assert job.uri.startswith(f"s3://{sandbox.bucket}/add_test/jobs/")
+    assert job.get_log_file_path() == f"{job.uri}/logs"
+    text = str(job)
+    assert "S3 State Path" in text and "Completed" in text
+    def all_logs():  # the hosts copy logs every second and once more at the end
+        logs = job.read_logs()
+        runners = [n for n in logs if n.startswith("runner-")]
+        if runners and f"job {job.id} Completed" in logs.get("driver.log", ""):
+            return logs
+        return None
+
+    logs = wait_until(all_logs, 20, "the driver's and the runners' logs in S3")
+    assert any("[dato-dist] task add-0-" in text for text in logs.values())
+    workers = {r["worker"] for r in metrics}
+    assert workers  # host:pid of the runners
+
+
+def test_seed_combiner(cluster):
+    import dato_dist as gl
+
+    job = gl.deploy.map_job.create(add, [{"x": 20, "y": 20}, {"x": 10, "y": 10},
+                                         {"x": 5, "y": 5}], environment=cluster,
+                                   combiner_function=add_combiner)
+    assert job.wait(timeout=60) == "Completed"
+    assert job.get_results() == 70
+    assert job.get_map_results() == [40, 20, 10]
+
+
+def test_job_create_first_result(cluster):
+    import dato_dist as gl
+
+    t0 = time.monotonic()
+    job = gl.deploy.job.create(add, environment=cluster, x=1, y=2)
+    assert job.wait(timeout=60) == "Completed"
+    assert job.get_results() == 3
+    print(f"\n[timing] job.create to first task result: {time.monotonic() - t0:.2f} s")
+
+
+def test_required_packages_are_installed_on_the_hosts(cluster):
+    import dato_dist as gl
+
+    @gl.deploy.required_packages(["six"])  # already there: pip is satisfied offline
+    def uses_six(n):
+        import six
+
+        return [six.text_type(n)]
+
+    job = gl.deploy.job.create(uses_six, environment=cluster, n=7)
+    assert job.wait(timeout=90) == "Completed"
+    assert job.get_results() == ["7"]
+
+
+def test_cli_ec2_list(cluster, sandbox, capsys):
+    import argparse
+
+    from ec2 import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["ec2", "list", "--endpoint-url", sandbox.endpoint])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    line = [ln for ln in out.splitlines() if ln.startswith("add_ec2 ")]
+    assert line and " 3 " in line[0] and "running" in line[0]
+    assert f"s3://{sandbox.bucket}/add_test" in line[0]
+
+
+def test_load_from_a_second_process(cluster, sandbox):
+    script = textwrap.dedent(f"""
+        import dato_dist as gl
+        gl.aws.set_credentials('{ACCESS_KEY}', '{SECRET_KEY}')  # never stored with the state
+        c = gl.deploy.ec2_cluster.load('s3://{sandbox.bucket}/add_test')
+        print(c)
+        def add(x, y):
+            return x + y
+        job = gl.deploy.map_job.create(add, [{{'x': 20, 'y': 20}}, {{'x': 10, 'y': 10}},
+                                             {{'x': 5, 'y': 5}}], environment=c)
+        print(job.get_map_results())
+        print(gl.deploy.environments['add_ec2'].name)
+    """)
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, env=env, cwd="/")
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[:4] == str(cluster).splitlines()
+    assert lines[4] == "[40, 20, 10]" and lines[5] == "add_ec2"
+
+
+def test_the_job_goes_on_when_the_client_exits(cluster, sandbox):
+    script = textwrap.dedent(f"""
+        import dato_dist as gl
+        c = gl.deploy.ec2_cluster.load('s3://{sandbox.bucket}/add_test')
+        def slow_add(x, y):
+            import time
+            time.sleep(3)
+            return x + y
+        job = gl.deploy.job.create(slow_add, environment=c, x=1, y=2)
+        print(job.uri)
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ), cwd="/")
+    assert r.returncode == 0, r.stderr[-3000:]
+    import dato_dist as gl
+
+    job = gl.deploy.job.load(r.stdout.strip().splitlines()[-1])
+    assert job.get_status() in ("Pending", "Running")  # the client is gone already
+    assert job.wait(timeout=60) == "Completed" and job.get_results() == 3
+
+
+def test_logs_reach_s3_while_running_and_cancel_keeps_hosts(cluster, sandbox):
+    import dato_dist as gl
+
+    job = gl.deploy.map_job.create(slow_square, [{"i": i, "seconds": 30} for i in range(3)],
+                                   environment=cluster)
+    wait_until(lambda: job.get_status() == "Running", 20, "the job to run")
+
+    def marker_in_s3():
+        logs = job.read_logs()
+        return any("task-marker-" in text for name, text in logs.items()
+                   if name.startswith("runner-"))
+
+    wait_until(marker_in_s3, 15, "a task's output in the S3 logs while the job runs")
+    assert job.get_status() == "Running"
+    driver = job._files.read_launch()["driver"]
+    job.cancel()
+    assert job.get_status() == "Canceled"
+    wait_until(lambda: not sandbox.host_processes(driver), 15,
+               "the job's driver and runners to exit")
+    assert cluster.is_running()
+    assert set(sandbox.instances("add_ec2").values()) == {"running"}
+    # the hosts still take jobs
+    job2 = gl.deploy.job.create(add, environment=cluster, x=2, y=3)
+    assert job2.wait(timeout=60) == "Completed"
+    assert job2.get_results() == 5
+
+
+def test_no_secret_written_anywhere(cluster, sandbox):
+    """Credentials travel in SSH command environments only: not in S3, not on disk."""
+    for page in sandbox.s3.get_paginator("list_objects_v2").paginate(Bucket=sandbox.bucket):
+        for obj in page.get("Contents", []):
+            body = sandbox.s3.get_object(Bucket=sandbox.bucket, Key=obj["Key"])["Body"].read()
+            assert SECRET_KEY.encode() not in body, obj["Key"]
+    for root, _, names in os.walk(sandbox.remote_dir):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                assert SECRET_KEY.encode() not in f.read(), os.path.join(root, name)
+
+
+def test_driver_killed_on_the_head_fails_the_job(cluster, sandbox):
+    """The head host's agent records a driver that died without a final status."""
+    import signal
+
+    import dato_dist as gl
+
+    job = gl.deploy.map_job.create(slow_square, [{"i": i, "seconds": 30} for i in range(3)],
+                                   environment=cluster)
+    wait_until(lambda: job.get_status() == "Running", 20, "the job to run")
+    drivers = wait_until(lambda: [p for p in sandbox.host_processes(f"--job {job.id}")
+                                  if b"dato_dist.driver" in open(f"/proc/{p}/cmdline", "rb")
+                                  .read()], 10, "the driver's pid")
+    os.kill(drivers[0], signal.SIGKILL)
+    assert job.wait(timeout=30) == "Failed"
+    assert "driver" in job.get_error() and "driver.log" in job.get_error()
+    driver = job._files.read_launch()["driver"]
+    wait_until(lambda: not sandbox.host_processes(driver), 20, "the runners to exit")
+    assert cluster.is_running()
+
+
+def test_host_lost_mid_job_the_job_completes(cluster, sandbox, monkeypatch):
+    """Stop a worker host's sshd and kill its processes: its tasks re-run elsewhere."""
+    import dato_dist as gl
+
+    monkeypatch.setenv("DATO_DIST_RUNNER_HEARTBEAT_TIMEOUT", "3")
+    job = gl.deploy.map_job.create(slow_square, [{"i": i, "seconds": 1.0} for i in range(9)],
+                                   environment=cluster)
+    lost = sandbox.ssh_hosts.hosts["127.0.0.5"]
+
+    def someone_on_lost_host_runs():
+        state = job._files.read_state() or {}
+        return state.get("runners") == 3 and state.get("running")
+
+    wait_until(someone_on_lost_host_runs, 30, "three runners at work")
+    lost.stop()  # sshd and every process of that host: the runner and its agent
+    assert not lost.is_running()
+    assert job.wait(timeout=60) == "Completed"
+    assert job.get_map_results() == [i * i for i in range(9)]
+    metrics = job.get_metrics()
+    assert all(r["status"] == "Completed" for r in metrics)
+    sandbox.ssh_hosts(["127.0.0.5"])  # power it back on for the fixture's teardown
