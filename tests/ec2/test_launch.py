@@ -62,7 +62,8 @@ def test_idle_cluster_terminates_itself(sandbox):
     assert c.is_running()
     # a job longer than the timeout keeps the cluster busy (and resets the clock)
     job = gl.deploy.job.create(_sleep, environment=c, seconds=5)
-    assert job.wait(timeout=60) == "Completed" and job.get_results() == 5
+    assert job.wait(timeout=60) == "Completed", job.get_error()
+    assert job.get_results() == 5
     assert set(sandbox.instances("idle").values()) == {"running"}
 
     def all_terminated():
