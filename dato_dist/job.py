@@ -45,6 +45,7 @@ class Job:
         self._env = None
         self._records = {}
         self._final_state = None
+        self._launch = None
 
     # -- loading --------------------------------------------------------------------------
     @classmethod
@@ -98,10 +99,16 @@ class Job:
             self._env = environment_from_dict(self._spec["environment"])
         return self._env
 
+    def _read_launch(self):
+        """``launch.json`` (written once, when the driver starts), read once it exists."""
+        if self._launch is None:
+            self._launch = self._files.read_launch()
+        return self._launch
+
     @property
     def app_id(self):
         """The YARN application id of a job on Hadoop (None elsewhere)."""
-        return (self._files.read_launch() or {}).get("app_id")
+        return (self._read_launch() or {}).get("app_id")
 
     def flush_logs(self):
         """Where the job's logs are now (runners upload theirs as they run)."""
@@ -124,7 +131,7 @@ class Job:
         if status in FINAL:
             self._final_state = state
             return state
-        launch = self._files.read_launch()
+        launch = self._read_launch()
         if launch is None and state is None:
             return {"status": "Pending"}
         alive = self.environment.is_alive(self._files, launch, state)
@@ -269,7 +276,7 @@ class Job:
 
     def read_logs(self):
         """``{log name: text}`` of the job's logs that can be read from here."""
-        return self.environment.read_logs(self._files, self._files.read_launch())
+        return self.environment.read_logs(self._files, self._read_launch())
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self):
@@ -282,7 +289,7 @@ class Job:
                      self.get_status(_silent=True))
             return
         self._files.request_cancel()
-        launch = self._files.read_launch()
+        launch = self._read_launch()
         self.environment.stop_job(self._files, launch)
         state = self._files.read_state() or {}
         if state.get("status") not in FINAL:
@@ -317,7 +324,7 @@ class Job:
         if metrics is not None:
             lines.append(str(metrics))
         lines += ["", "Execution Information", "---------------------"]
-        for label, value in self.environment.describe(self._files, self._files.read_launch()):
+        for label, value in self.environment.describe(self._files, self._read_launch()):
             lines.append(f"{label:<19}: {value}")
         return "\n".join(lines)
 

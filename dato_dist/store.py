@@ -180,13 +180,6 @@ class Store:
         """Write ``obj`` as indented JSON to ``rel`` atomically (readable by operators)."""
         self.write_bytes(rel, json.dumps(obj, indent=1, sort_keys=True).encode(), framed=False)
 
-    def create_exclusive(self, rel, data):
-        """Create ``rel`` only if it does not exist; True if this call created it."""
-        if self.exists(rel):
-            return False
-        self.write_bytes(rel, data, framed=False)
-        return True
-
     # -- reading -------------------------------------------------------------------------
     def read_bytes(self, rel, *, framed=True):
         """The content of ``rel``; ``FileNotFoundError`` if missing, ``CorruptStoreFile`` if bad."""
@@ -223,9 +216,6 @@ class Store:
 
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel), allow_not_found=True))
         return sorted(i.base_name for i in infos if not i.base_name.startswith("."))
-
-    def size(self, rel):
-        return self.fs.get_file_info(self.path(rel)).size
 
     def delete(self, rel):
         """Remove ``rel`` (a file or a whole folder); missing is fine."""

@@ -20,7 +20,6 @@ replaced atomically to point at it, then older archives are removed.
 """
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 
 from dato_dist import _version
-from dato_dist.errors import ConfigError, DatoDistError, InvalidArgument
+from dato_dist.errors import DatoDistError, InvalidArgument
 from dato_dist.store import Store
 
 log = logging.getLogger(__name__)
@@ -268,9 +267,5 @@ def default_packages():
     return out
 
 
-def main_json(config):
-    return json.dumps(config, indent=1, sort_keys=True)
-
-
 __all__ = ["install", "show", "read_config", "check_version", "upload_packages",
-           "remove_package", "list_packages", "DistFolderError", "ConfigError"]
+           "remove_package", "list_packages", "DistFolderError"]
