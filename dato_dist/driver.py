@@ -141,8 +141,9 @@ class _LocalRunners:
 class Driver:
     """Schedules one job's tasks over its runners and records everything in the store."""
 
-    def __init__(self, files, spec, listener, authkey, *, local_runners=None):
+    def __init__(self, files, spec, listener, authkey, *, local_runners=None, done_fd=None):
         self.files, self.spec = files, spec
+        self.done_fd = done_fd  # a byte written here wakes a client waiting in this job
         self.settings = spec["settings"]
         self.listener, self.authkey = listener, authkey
         self.local = local_runners
@@ -423,6 +424,11 @@ class Driver:
         self.state.update(status=status, ended=time.time(), error=self.error)
         self._state_dirty = True
         self.flush()
+        if self.done_fd is not None:
+            try:
+                os.write(self.done_fd, b"x")
+            except OSError:
+                pass  # the client is gone: nobody to wake
         self._wake_idle()  # idle runners get STOP
         self.listener_closed = True
         for runner in list(self.runners.values()):
@@ -453,7 +459,8 @@ def bind_listener(host, port_range, authkey):
     raise OSError(f"no free port on {host} in {start}-{end}")
 
 
-def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(signal.SIGTERM,)):
+def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(signal.SIGTERM,),
+        done_fd=None):
     """Run the job ``job_id`` of the store at ``store_uri`` to its end; return its status.
 
     ``listener`` is bound already (runners connect to it); ``local``, if given, manages
@@ -467,7 +474,7 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
         signal.signal(sig, lambda *a: pending_signals.append(a[0]))
     files = JobFiles(Store(store_uri), job_id)
     spec = files.read_spec()
-    driver = Driver(files, spec, listener, authkey, local_runners=local)
+    driver = Driver(files, spec, listener, authkey, local_runners=local, done_fd=done_fd)
     for sig in cancel_signals:  # a cancel ends the loop at its next turn
         signal.signal(sig, lambda *a: setattr(driver, "cancel_requested", True))
     if pending_signals:
@@ -497,6 +504,7 @@ def main(argv=None):
                         help="JSON: heartbeat_interval and result_flush_interval for runners")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--ports", help="START-END port range to listen in")
+    parser.add_argument("--done-fd", type=int, help="write a byte to this fd when the job ended")
     parser.add_argument("--wait-go", action="store_true",
                         help="after starting up, wait for the line 'go' on stdin (the job is "
                              "being written); exit quietly on anything else")
@@ -519,11 +527,17 @@ def main(argv=None):
     if args.wait_go:
         import pyarrow.fs  # noqa: F401  (the slowest import, done while the client writes)
 
-        if sys.stdin.readline().strip() != "go":
+        line = b""
+        while not line.endswith(b"\n"):  # fd 0 directly: sys.stdin may not be ours (fork)
+            chunk = os.read(0, 16)
+            if not chunk:
+                break
+            line += chunk
+        if line.strip() != b"go":
             if local is not None:
                 local.stop_all(grace=0.5)
             return 0
-    status = run(args.store, args.job, listener, authkey, local=local)
+    status = run(args.store, args.job, listener, authkey, local=local, done_fd=args.done_fd)
     return 0 if status in ("Completed", "Canceled") else 1
 
 

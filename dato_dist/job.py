@@ -189,7 +189,7 @@ class Job:
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"Job '{self.name}' still {status} after {timeout} s; "
                               "it goes on running (job.cancel() stops it).")
-            time.sleep(delay)
+            self.environment.wait_for_change(self._files, delay)
             delay = min(delay * 1.5, poll_max)
 
     # -- results ---------------------------------------------------------------------------

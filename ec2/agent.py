@@ -14,7 +14,8 @@ No boto3 and no Fabric here: this runs on the hosts with the client's dato_dist.
 - ``stop-all``: the same for every agent under the host's folder, and the idle watchdog.
 
 The per-job key (``DATO_DIST_AUTHKEY``) and the AWS credentials arrive in the environment
-of the SSH command and are only ever held in process memory.
+of the SSH command (sent on the channel's stdin, never on a command line) and are only
+ever held in process memory.
 """
 
 import argparse

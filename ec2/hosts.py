@@ -3,9 +3,12 @@
 A :class:`HostSet` runs commands on hosts in parallel and returns a result per host
 (like ``fabric.ThreadingGroup``, but each host may get its own command). Host keys are
 recorded at first contact (:meth:`HostSet.wait_ready`) and checked on every later
-connection. Commands never read the client's stdin (``in_stream=False``): under pytest
-that raises, and in CI there is no stdin at all. paramiko/invoke errors become a failed
-:class:`Result` at one choke point, :meth:`HostSet.run`.
+connection. Commands never read the client's stdin: under pytest that raises, and in CI
+there is no stdin at all. A command's environment (credentials, a job's key) is written to
+the SSH channel's stdin as one line that the remote shell reads and evaluates before the
+command, so no value is ever on a host's command line (``ps``); the shell then points its
+stdin at ``/dev/null``. Without an environment, ``in_stream=False``. paramiko/invoke errors
+become a failed :class:`Result` at one choke point, :meth:`HostSet.run`.
 """
 
 import io
@@ -86,6 +89,36 @@ def env_prefix(env):
     return "export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + "; "
 
 
+#: Prefix of a command whose environment arrives on stdin (one line, ``env_prefix``): the
+#: remote shell reads and evaluates that line, then points its stdin at /dev/null, so
+#: neither the values (not on any command line: ``ps`` on the host shows only this
+#: prefix) nor the SSH channel's stdin reach the command or what it detaches.
+ENV_FROM_STDIN = ('IFS= read -r __dd_env || exit 97; eval "$__dd_env"; unset __dd_env; '
+                  "exec </dev/null; ")
+
+
+class _WholeRead(io.StringIO):
+    """A stdin for invoke that gives everything at the first read.
+
+    invoke reads a stream that is not a terminal one character per loop turn, with a
+    10 ms sleep between turns: a 300-character environment line would cost every
+    command 3 s (enough for a short idle watchdog to find the cluster idle while a job
+    was being started)."""
+
+    def read(self, size=-1):
+        return super().read()
+
+
+def env_stdin(env):
+    """``(command prefix, stdin text)`` to pass ``env`` to a remote command."""
+    if not env:
+        return "", None
+    line = env_prefix(env)
+    if "\n" in line or "\r" in line:  # shlex.quote keeps newlines inside quotes
+        raise ValueError("environment values for the hosts must be single-line")
+    return ENV_FROM_STDIN, line + "\n"
+
+
 class HostSet:
     """Parallel SSH to a cluster's hosts with one key, host keys pinned after first use."""
 
@@ -150,12 +183,16 @@ class HostSet:
         A cached connection that turns out dead (the host's sshd restarted) is replaced
         once, transparently.
         """
-        full = env_prefix(env) + command
+        prefix, stdin = env_stdin(env)
+        full = prefix + command
         with self._lock:
             reused = host.instance_id in self._conns
         try:
-            r = self.connection(host).run(full, timeout=timeout, in_stream=False, hide=True,
-                                          warn=True)
+            # The environment (credentials, the job's key) travels on the channel's stdin,
+            # never on the host's command lines; without one, stdin is not used at all.
+            in_stream = _WholeRead(stdin) if stdin is not None else False
+            r = self.connection(host).run(full, timeout=timeout, in_stream=in_stream,
+                                          hide=True, warn=True)
             return Result(host, stdout=r.stdout, stderr=r.stderr, exited=r.exited)
         except invoke.exceptions.CommandTimedOut as e:
             self.drop(host)

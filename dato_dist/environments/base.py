@@ -77,6 +77,12 @@ class Environment(abc.ABC):
         return "Failed", (f"The job's driver (pid {pid}) exited without finishing the job. "
                           f"Its log: {self.log_location(files)}")
 
+    def wait_for_change(self, files, timeout):
+        """Block up to ``timeout`` s, returning early if the job may have changed state."""
+        import time
+
+        time.sleep(timeout)
+
     def read_logs(self, files, launch):
         """``{log name: text}``: the files under :meth:`log_location` if it is a local folder,
         else the job's ``logs/`` in the store."""

@@ -4,26 +4,123 @@ Both start the job's driver as a detached process (its own session, so it outliv
 client) that forks the runners. ``Local`` then waits for it; ``LocalAsync`` returns.
 """
 
+import collections
 import json
 import logging
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
+import time
+import traceback
 
 from .. import procs
-from ..errors import InvalidArgument
+from ..errors import ConfigError, InvalidArgument
 from .base import Environment
 
 log = logging.getLogger(__name__)
 
 _children = []  # drivers started by this process, polled so they do not linger as zombies
+#: (store uri, job id) -> read end of the pipe its driver writes a byte to when the job ends
+_done_fds = collections.OrderedDict()
+_MAX_DONE_FDS = 64
 
 
 def _reap():
-    for p in list(_children):
+    for p in list(_children):  # (forked drivers are not our children: nothing to reap)
         if p.poll() is not None:
             _children.remove(p)
+
+
+class _ForkedDriver:
+    """The handle of a driver forked from this process: ``pid`` and its ``stdin``."""
+
+    def __init__(self, pid, stdin_fd):
+        self.pid = pid
+        self.stdin = os.fdopen(stdin_fd, "wb", buffering=0)
+
+    def poll(self):
+        return None if procs.is_alive(self.pid) else 0
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while procs.is_alive(self.pid):
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("driver", timeout)
+            time.sleep(0.01)
+        return 0
+
+
+def _remember_done_fd(key, fd):
+    _done_fds[key] = fd
+    while len(_done_fds) > _MAX_DONE_FDS:  # jobs nobody waits on: fall back to polling
+        os.close(_done_fds.popitem(last=False)[1])
+
+
+def _single_threaded():
+    """True when this process has one thread (native ones included): only then is a fork
+    safe (a lock held by another thread would stay locked forever in the child)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _fork_driver(argv, log_path, close_in_driver=None):
+    """Run ``python -m dato_dist.driver argv`` in a grandchild of this process, in its own
+    session (so it outlives this process and nothing here has to reap it), without starting
+    a new interpreter: it has every module of this process already."""
+    go_r, go_w = os.pipe()
+    pid_r, pid_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.close(go_w)
+            os.close(pid_r)
+            if close_in_driver is not None:
+                os.close(close_in_driver)
+            os.setsid()
+            grandchild = os.fork()
+            if grandchild:
+                os.write(pid_w, str(grandchild).encode())
+                code = 0
+            else:
+                os.close(pid_w)
+                log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(go_r, 0)
+                os.dup2(log_fd, 1)
+                os.dup2(log_fd, 2)
+                os.close(go_r)
+                os.close(log_fd)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)
+                sys.stderr = open(2, "w", buffering=1, closefd=False)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                from .. import driver
+
+                code = driver.main(argv)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code or 0)
+    os.close(go_r)
+    os.close(pid_w)
+    with os.fdopen(pid_r, "rb") as f:
+        ready = select.select([f], [], [], 10.0)[0]
+        grandchild = int(f.read() or 0) if ready else 0
+    if not ready:  # the fork is stuck: give up on it, the caller spawns instead
+        os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    if not grandchild:
+        os.close(go_w)
+        log.warning("Forking the job's driver failed; starting a new interpreter instead.")
+        return None
+    return _ForkedDriver(grandchild, go_w)
 
 
 class LocalAsync(Environment):
@@ -92,14 +189,41 @@ class LocalAsync(Environment):
                "--job", files.job_id, "--local-runners", str(self.workers(config)),
                "--local-log-dir", log_dir, "--runner-opts", json.dumps(runner_opts),
                "--wait-go"]
-        env = dict(os.environ)
-        # Functions pickled by reference must import in the runners as they do here.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd()] + sys.path if p)
-        with open(os.path.join(log_dir, "driver.log"), "ab") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        _children.append(proc)
+        log_path = os.path.join(log_dir, "driver.log")
+        method = config["local.start_method"]
+        if method not in ("fork", "spawn"):
+            raise ConfigError(f"Config key local.start_method must be 'fork' or 'spawn', got "
+                              f"{method!r}.")
+        done_r, done_w = os.pipe()
+        cmd += ["--done-fd", str(done_w)]
+        try:
+            proc = None
+            if method == "fork" and _single_threaded():
+                proc = _fork_driver(cmd[3:], log_path, close_in_driver=done_r)
+            if proc is None:
+                env = dict(os.environ)
+                # Functions pickled by reference must import in the runners as they do here.
+                env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd()] + sys.path if p)
+                with open(log_path, "ab") as out:
+                    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            env=env, pass_fds=(done_w,))
+                _children.append(proc)
+        except BaseException:
+            os.close(done_r)
+            raise
+        finally:
+            os.close(done_w)
+        _remember_done_fd((files.store.uri, files.job_id), done_r)
         return {"proc": proc, "log_dir": log_dir}
+
+    def wait_for_change(self, files, timeout):
+        fd = _done_fds.get((files.store.uri, files.job_id))
+        if fd is None:
+            time.sleep(timeout)
+            return
+        if select.select([fd], [], [], timeout)[0]:
+            os.close(_done_fds.pop((files.store.uri, files.job_id)))  # a byte, or EOF
 
     def abandon(self, prepared):
         if prepared:

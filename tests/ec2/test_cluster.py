@@ -314,6 +314,60 @@ def test_no_secret_written_anywhere(cluster, sandbox):
                 assert SECRET_KEY.encode() not in f.read(), os.path.join(root, name)
 
 
+def test_no_secret_on_the_hosts_command_lines(cluster, sandbox):
+    """The credentials and the job's key reach the hosts on the SSH channel's stdin, not
+    in the remote command: no process shows them in ``ps -eo args`` while jobs start and
+    run (the hosts' processes are this machine's), and the commands still get them."""
+    import threading
+
+    import dato_dist as gl
+    from dato_dist.protocol import AUTHKEY_ENV
+
+    forbidden = [SECRET_KEY, "AWS_SECRET_ACCESS_KEY=", f"{AUTHKEY_ENV}="]
+    hs, head = cluster._hosts(), cluster.hosts[0]
+    # One command, deterministically: its shell's command line has no value; its env has.
+    r = hs.run(head, "tr '\\0' ' ' </proc/$$/cmdline; echo; "
+                     'printf "%s\\n" "$AWS_SECRET_ACCESS_KEY"; read -r x || echo stdin-empty',
+               env=cluster._aws_env(), timeout=30)
+    assert r.ok, r
+    shell_args, value, stdin_state = r.stdout.splitlines()[:3]
+    assert "read -r __dd_env" in shell_args
+    assert not [f for f in forbidden if f in shell_args], shell_args
+    assert value == SECRET_KEY and stdin_state == "stdin-empty"
+
+    seen, leaks, done = set(), [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
+                                 timeout=10).stdout
+            for line in out.splitlines():
+                if any(f in line for f in forbidden):
+                    leaks.append(line)
+                if "read -r __dd_env" in line:
+                    seen.add("remote shell")
+                if "-m ec2.agent" in line:
+                    seen.add("agent")
+                if "dato_dist.runner" in line:
+                    seen.add("runner")
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        for _ in range(2):  # two jobs: two rounds of launches over SSH
+            job = gl.deploy.map_job.create(slow_square, [{"i": i, "seconds": 0.5}
+                                                         for i in range(3)],
+                                           environment=cluster)
+            assert job.wait(timeout=60) == "Completed", job.get_error()
+    finally:
+        done.set()
+        sampler.join(15)
+    assert not leaks, leaks[:3]
+    # the sampler did see the hosts' processes of the jobs (and an SSH command's shell)
+    assert {"remote shell", "agent", "runner"} <= seen, seen
+
+
 def test_driver_killed_on_the_head_fails_the_job(cluster, sandbox):
     """The head host's agent records a driver that died without a final status."""
     import signal

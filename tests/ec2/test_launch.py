@@ -302,6 +302,76 @@ def test_job_fails_when_the_head_host_is_gone(sandbox, monkeypatch):
         c.stop()
 
 
+#: The tiny package of test_bootstrap_python_packages (a name nothing else uses).
+PROBE_DIST, PROBE_MODULE = "dd-ec2-probe-pkg", "dd_ec2_probe_pkg"
+
+
+@pytest.fixture
+def probe_wheels(tmp_path):
+    """A tiny wheel (next to a file the glob must skip); the package is
+    uninstalled from the hosts' python (here this venv) afterwards, whatever happens."""
+    import sys
+
+    from tests.ec2.ec2_support import importable, make_wheel, pip_uninstall
+
+    pip_uninstall(sys.executable, PROBE_DIST)  # a leftover of an interrupted run
+    assert not importable(sys.executable, PROBE_MODULE)
+    folder = tmp_path / "wheels"
+    make_wheel(folder, PROBE_MODULE, "1.0",
+               {f"{PROBE_MODULE}/__init__.py": "VALUE = 'probe 1.0'\n"})
+    (folder / "notes.txt").write_text("not a package\n")
+    try:
+        yield folder
+    finally:
+        r = pip_uninstall(sys.executable, PROBE_DIST)
+        assert not importable(sys.executable, PROBE_MODULE), r.stdout + r.stderr
+
+
+def _probe():
+    import sys
+
+    import dd_ec2_probe_pkg
+
+    return {"value": dd_ec2_probe_pkg.VALUE, "file": dd_ec2_probe_pkg.__file__,
+            "python": sys.executable}
+
+
+def test_bootstrap_python_packages_installed_on_the_hosts(sandbox, probe_wheels):
+    """seed 004: local package files, globs allowed, installed on every host at launch.
+
+    One host: the hosts here share one python (this venv), and concurrent pip installs
+    into one site-packages would race."""
+    import sys
+
+    import dato_dist as gl
+
+    config = sandbox.config(bootstrap_python_packages=[str(probe_wheels / "dd_ec2_probe*.whl")])
+    c = gl.deploy.ec2_cluster.create("pkgs", f"s3://{sandbox.bucket}/pkgs", config, 1, [], -1)
+    try:
+        head = c.hosts[0]
+        shipped = os.listdir(os.path.join(head.base, "bundle", "packages"))
+        assert shipped == [f"{PROBE_MODULE}-1.0-py3-none-any.whl"]  # the glob's match only
+        job = gl.deploy.job.create(_probe, environment=c)
+        assert job.wait(timeout=60) == "Completed", job.get_error()
+        got = job.get_results()
+        assert got["value"] == "probe 1.0" and got["python"] == sys.executable
+        assert "site-packages" in got["file"]
+    finally:
+        c.stop()
+    assert set(sandbox.instances("pkgs").values()) == {"terminated"}
+
+
+def test_bootstrap_python_packages_glob_without_match_is_an_error(sandbox, tmp_path):
+    import dato_dist as gl
+
+    config = sandbox.config(bootstrap_python_packages=[str(tmp_path / "none-*.whl")])
+    with pytest.raises(Exception) as e:
+        gl.deploy.ec2_cluster.create("nopkgs", f"s3://{sandbox.bucket}/nopkgs", config, 1, [],
+                                     -1)
+    assert "none-*.whl" in str(e.value) and "matches no file" in str(e.value)
+    assert set(sandbox.instances("nopkgs").values()) <= {"terminated"}
+
+
 def _sleep(seconds):
     import time as _t
 
