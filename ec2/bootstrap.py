@@ -14,7 +14,8 @@ Everything a host needs travels in one bundle (a tar.gz copied over SFTP)::
     bundle/user-vars.sh            the user's variables override file, sourced after
     bundle/root/                   the deploy root dir's files
     bundle/packages/               bootstrap_python_packages (globs expanded here)
-    bundle/dist/                   the client's dato_dist wheel (when hosts get a venv)
+    bundle/dist/                   the client's dato_dist wheel and constraints.txt (the
+                                   client's cloudpickle version) when hosts get a venv
     bundle/additional_packages.txt, bootstrap_cmds.sh
     bundle/run-phase.sh            runs one phase of every module
 """
@@ -79,12 +80,11 @@ def _module_dirs(config):
     return out
 
 
-def _client_wheel():
-    """A wheel of this client's dato_dist (built from its source tree), or None."""
+def _client_wheel(out):
+    """A wheel of this client's dato_dist (built from its source tree into ``out``), or None."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(dato_dist.__file__)))
     if not os.path.isfile(os.path.join(root, "setup.cfg")):
         return None
-    out = tempfile.mkdtemp(prefix="dato-dist-wheel-")
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, root],
                        capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
@@ -93,6 +93,20 @@ def _client_wheel():
         return None
     wheels = glob.glob(os.path.join(out, "dato_dist-*.whl"))
     return wheels[0] if wheels else None
+
+
+def _client_constraints():
+    """Pins of the packages whose versions must match the client's: a function pickled by
+    one cloudpickle version is only guaranteed to load with the same version."""
+    from importlib import metadata
+
+    pins = []
+    for name in ("cloudpickle",):
+        try:
+            pins.append(f"{name}=={metadata.version(name)}\n")
+        except metadata.PackageNotFoundError:
+            pass
+    return "".join(pins)
 
 
 def build_bundle(config, *, cluster_name, hosts, additional_packages):
@@ -139,9 +153,11 @@ def build_bundle(config, *, cluster_name, hosts, additional_packages):
                    "".join(c + "\n" for c in config.bootstrap_cmds).encode())
         _add_bytes(tar, "run-phase.sh", RUN_PHASE.encode(), mode=0o755)
         if config.host_python is None and "python" in names:
-            wheel = _client_wheel()
-            if wheel:
-                tar.add(wheel, arcname=f"dist/{os.path.basename(wheel)}")
+            with tempfile.TemporaryDirectory(prefix="dato-dist-wheel-") as out:
+                wheel = _client_wheel(out)
+                if wheel:
+                    tar.add(wheel, arcname=f"dist/{os.path.basename(wheel)}")
+            _add_bytes(tar, "dist/constraints.txt", _client_constraints().encode())
     return buf.getvalue()
 
 

@@ -372,6 +372,51 @@ def test_bootstrap_python_packages_glob_without_match_is_an_error(sandbox, tmp_p
     assert set(sandbox.instances("nopkgs").values()) <= {"terminated"}
 
 
+def _add(x, y):
+    return x + y
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_hosts_without_host_python_get_a_venv_with_the_clients_dato_dist(sandbox, tmp_path):
+    """The real-EC2 path: no ``host_python``, so the ``python`` module makes a venv in the
+    host's folder (from this client's base interpreter, named by ``DATO_BASE_PYTHON`` in
+    ``variables_file``), installs a wheel of the client's source with its dependencies from
+    PyPI, and jobs run in it."""
+    import shlex
+    import sys
+
+    import dato_dist as gl
+
+    base_python = os.path.join(sys.base_prefix, "bin", "python3")
+    variables = tmp_path / "vars.sh"
+    variables.write_text(f"DATO_BASE_PYTHON={shlex.quote(base_python)}\n")
+    config = sandbox.config(host_python=None, variables_file=str(variables))
+    t0 = time.monotonic()
+    c = gl.deploy.ec2_cluster.create("venv", f"s3://{sandbox.bucket}/venv", config, 1, [], -1)
+    print(f"create with a host venv: {time.monotonic() - t0:.1f} s")
+    try:
+        head = c.hosts[0]
+        venv = f"{head.base}/venv"
+        r = c._hosts().run(head, f"{shlex.quote(venv)}/bin/python -c 'import sys, dato_dist, "
+                                 "cloudpickle; print(dato_dist.__version__, sys.prefix, "
+                                 "dato_dist.__file__, cloudpickle.__version__)'", timeout=60)
+        assert r.ok, (r.stdout, r.stderr, r.error)
+        version, prefix, module, pickler = r.stdout.split()
+        assert version == gl.__version__
+        assert os.path.realpath(prefix) == os.path.realpath(venv) != os.path.realpath(sys.prefix)
+        # installed from the client's wheel into the venv, not this source tree
+        assert os.path.realpath(module).startswith(os.path.realpath(venv) + "/")
+        assert pickler == __import__("cloudpickle").__version__  # the client's version
+        job = gl.deploy.map_job.create(_add, [{"x": 20, "y": 20}, {"x": None, "y": 10},
+                                              {"x": 5, "y": 5}], environment=c)
+        assert job.wait(timeout=60) == "Completed", job.get_error()
+        assert job.get_map_results() == [40, None, 10]
+    finally:
+        c.stop()
+    assert set(sandbox.instances("venv").values()) == {"terminated"}
+
+
 def _sleep(seconds):
     import time as _t
 
