@@ -181,7 +181,7 @@ class HadoopCluster(Environment):
             log.info("Job '%s' submitted to YARN as %s.", spec["name"], app_id)
             app = self._connect(client, app_id, config["hadoop.start_timeout"])
             # The key lives only in the application master's memory.
-            app.kv["dato-dist.authkey"] = secrets.token_bytes(32).hex().encode()
+            self._put_key(client, app, secrets.token_bytes(32).hex().encode())
         except BaseException:
             try:
                 client.kill_application(app_id)
@@ -208,6 +208,31 @@ class HadoopCluster(Environment):
                     f"{state}); the cluster may be full. It was killed. Config key: "
                     "hadoop.start_timeout.")
             time.sleep(0.2)  # the driver waits for the key: notice RUNNING promptly
+
+    @staticmethod
+    def _put_key(client, app, value, timeout=60.0):
+        """Put the job key in the AM's key-value store. YARN reports RUNNING once the AM has
+        registered, which can be a moment before its server answers: retry, bounded."""
+        import skein
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                app.kv["dato-dist.authkey"] = value
+                return
+            except (skein.exceptions.ApplicationError, ConnectionError, TimeoutError) as e:
+                report = client.application_report(app.id)
+                if str(report.state) not in ALIVE_STATES:
+                    raise InvalidArgument(
+                        f"YARN application {app.id} ended ({report.state}) before it took the "
+                        f"job key: {report.diagnostics}. See: yarn logs -applicationId "
+                        f"{app.id}") from None
+                if time.monotonic() > deadline:
+                    raise InvalidArgument(
+                        f"The application master of {app.id} did not accept the job key within "
+                        f"{timeout:.0f} s ({type(e).__name__}: {e}). See: yarn logs "
+                        f"-applicationId {app.id}") from None
+                time.sleep(0.2)
 
     def _report(self, launch):
         if not launch or not launch.get("app_id"):

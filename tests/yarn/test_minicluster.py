@@ -182,8 +182,10 @@ def test_skein_application_succeeds_with_requested_resources_and_aggregated_logs
             # log aggregation: the containers' stdout, read back from HDFS by `yarn logs`
             def logs_ready():
                 out = minicluster.yarn("logs", "-applicationId", app_id).stdout
+                # the AM's log is aggregated on its own schedule: wait for it too
                 return all("hello from worker_%d" % i in out and "released worker_%d" % i
-                           in out for i in range(WORKERS)) and out
+                           in out for i in range(WORKERS)) and \
+                    "LogType:application.master.log" in out and out
             logs = _wait(logs_ready, 60, 1, "aggregated logs")
             assert "python=%s" % os.path.join(python_bin, "python") in logs
             assert "LogType:application.master.log" in logs
