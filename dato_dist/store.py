@@ -9,8 +9,10 @@ Binary files carry a small frame (magic, length, CRC-32) so a truncated or forei
 reported as :class:`~dato_dist.errors.CorruptStoreFile`, never read as a wrong result.
 """
 
+import contextlib
 import json
 import logging
+import threading
 import os
 import struct
 import time
@@ -22,6 +24,7 @@ from .errors import CorruptStoreFile, StoreError, StoreUnreachable
 
 log = logging.getLogger(__name__)
 
+_PY_FS_LOCK = threading.RLock()
 _MAGIC = b"DDS1"
 _HEADER = struct.Struct(">4sQI")  # magic, payload length, crc32
 _OBJECT_STORES = {"s3", "gcs"}
@@ -109,6 +112,12 @@ class Store:
             self.fs, self.root = filesystem_from_uri(uri)
         self.root = self.root.rstrip("/") or "/"
         self._atomic_put = self.fs.type_name in _OBJECT_STORES
+        # Filesystems implemented in Python (hdfs-native through PyFileSystem) are used by
+        # one thread at a time in a process: a driver and its log shipper share the client.
+        import pyarrow.fs as pafs
+
+        self._lock = (_PY_FS_LOCK if isinstance(self.fs, pafs.PyFileSystem)
+                      else contextlib.nullcontext())
 
     def __repr__(self):
         return f"Store<{self.uri}>"
@@ -146,6 +155,10 @@ class Store:
         parent = target.rsplit("/", 1)[0]
 
         def put():
+            with self._lock:
+                put_unlocked()
+
+        def put_unlocked():
             self.fs.create_dir(parent, recursive=True)
             if self._atomic_put:
                 with self.fs.open_output_stream(target) as out:
@@ -186,7 +199,7 @@ class Store:
         target = self.path(rel)
 
         def get():
-            with self.fs.open_input_file(target) as f:
+            with self._lock, self.fs.open_input_file(target) as f:
                 return f.read()
 
         data = _with_retries(f"Reading {self.display_path(rel)}", get, self.write_retries)
@@ -208,13 +221,16 @@ class Store:
     def exists(self, rel):
         import pyarrow.fs as pafs
 
-        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+        with self._lock:
+            return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 
     def list(self, rel):
         """Names (not paths) of the entries directly under ``rel``, sorted; [] if missing."""
         import pyarrow.fs as pafs
 
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel), allow_not_found=True))
+        with self._lock:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel),
+                                                            allow_not_found=True))
         return sorted(i.base_name for i in infos if not i.base_name.startswith("."))
 
     def delete(self, rel):

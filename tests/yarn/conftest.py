@@ -20,7 +20,13 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def yarn_apps(request):
-    """Register YARN application ids here: their logs are printed if the test fails."""
+def yarn_apps(request, minicluster):
+    """Register YARN application ids here: their logs are printed if the test fails, and
+    any still running at the end of the test is killed (so no test leaves one behind)."""
     request.node.yarn_apps = []
-    return request.node.yarn_apps
+    yield request.node.yarn_apps
+    for app_id in request.node.yarn_apps:
+        if app_id:
+            status = minicluster.yarn("application", "-status", app_id).stdout
+            if any(f"State : {s}" in status for s in ("RUNNING", "ACCEPTED", "SUBMITTED")):
+                minicluster.yarn("application", "-kill", app_id)

@@ -196,7 +196,7 @@ def test_worker_container_killed_its_tasks_rerun(hadoop, yarn_apps):
 def test_driver_lost_fails_the_job_with_yarn_diagnostics(hadoop, minicluster, yarn_apps):
     job = gl.deploy.map_job.create(tasks.sleepy, [{"i": 1, "seconds": 60}], environment=hadoop)
     yarn_apps.append(job.app_id)
-    wait_for(lambda: job.get_status() == "Running", 120, 0.5, what="Running")
+    wait_for(lambda: job.get_status() == "Running", 240, 0.5, what="Running")
     driver_pid = job._files.read_state()["driver"]["pid"]
     os.kill(driver_pid, signal.SIGKILL)
     assert job.wait(timeout=120) == "Failed"
