@@ -4,7 +4,6 @@
 import contextlib
 import functools
 import inspect
-import logging
 import os
 import secrets
 import socket

@@ -22,7 +22,6 @@ replaced atomically to point at it, then older archives are removed.
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

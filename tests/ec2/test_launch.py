@@ -312,7 +312,8 @@ def probe_wheels(tmp_path):
     uninstalled from the hosts' python (here this venv) afterwards, whatever happens."""
     import sys
 
-    from tests.ec2.ec2_support import importable, make_wheel, pip_uninstall
+    from tests.ec2.ec2_support import importable, pip_uninstall
+    from tests.wheels import make_wheel
 
     pip_uninstall(sys.executable, PROBE_DIST)  # a leftover of an interrupted run
     assert not importable(sys.executable, PROBE_MODULE)

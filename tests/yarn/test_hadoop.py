@@ -1,6 +1,5 @@
 """The Hadoop backend end to end on a real YARN and HDFS (the MiniCluster)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import pytest
 import dato_dist as gl
 from tests import tasks
 from tests.conftest import wait_for
+from tests.wheels import make_wheel
 from tests.yarn.test_minicluster import _field, _running_nodes
 
 pytestmark = [pytest.mark.yarn, pytest.mark.hdfs, pytest.mark.slow]
@@ -37,31 +37,6 @@ def dist_path(minicluster):
 def hadoop(dist_path, minicluster):
     return gl.deploy.hadoop_cluster.create("hadoop-test", dist_path,
                                            hadoop_conf_dir=minicluster.conf_dir)
-
-
-def make_wheel(folder, name, version, files):
-    """A minimal pure-Python wheel (a zip with its dist-info), built without pip."""
-    import base64
-    import hashlib
-    import zipfile
-
-    folder.mkdir(parents=True, exist_ok=True)
-    info = f"{name}-{version}.dist-info"
-    files = dict(files)
-    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    files[f"{info}/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                             "Tag: py3-none-any\n")
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    record.append(f"{info}/RECORD,,")
-    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
-    path = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name_, text in files.items():
-            zf.writestr(name_, text)
-    return path
 
 
 def app_state(cluster, app_id):
