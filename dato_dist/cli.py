@@ -1,4 +1,4 @@
-"""The ``dato-dist`` command: demo, jobs, job show|metrics|logs|cancel|wait.
+"""The ``dato-dist`` command: demo, jobs, job show|metrics|logs|cancel|wait, launcher, hadoop, ec2.
 
 Errors map to exit codes in one place (:func:`main`): each ``DatoDistError`` class has an
 ``exit_code``; Ctrl-C is 130; anything unexpected prints its traceback and exits 1.
@@ -104,6 +104,24 @@ def cmd_wait(args):
     return 0
 
 
+def cmd_launcher(args):
+    from . import launcher
+    from .config import load
+
+    home = load().home
+    if args.launcher_action == "stop":
+        pids = launcher.stop(home)
+        print(f"Stopped launcher pid {', '.join(map(str, pids))}." if pids
+              else "No launcher was running.")
+        return 0
+    running = launcher.running(home)
+    if not running:
+        print(f"No launcher is running for {home}.")
+    for info in running:
+        print(f"Launcher pid {info['pid']}: {info['socket']}")
+    return 0
+
+
 def cmd_hadoop_install(args):
     from yarn_app import dist
 
@@ -155,6 +173,10 @@ def build_parser():
         if name == "wait":
             p.add_argument("--timeout", type=float, default=None, help="seconds")
             p.add_argument("--no-progress", action="store_true")
+    launch = sub.add_parser("launcher", help="the local launcher that forks job drivers")
+    launch.add_argument("launcher_action", choices=["status", "stop"], metavar="ACTION",
+                        help="status or stop (running jobs go on)")
+    launch.set_defaults(func=cmd_launcher)
     hadoop = sub.add_parser("hadoop", help="the Hadoop backend: deploy and inspect dist folders")
     hsub = hadoop.add_subparsers(dest="action", required=True)
     inst = hsub.add_parser("install", help="build and upload the dist folder (admins)")

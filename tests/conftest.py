@@ -18,6 +18,9 @@ def dato_home(tmp_path_factory):
     os.environ["DATO_DIST_HOME"] = str(home)
     os.environ["DATO_DIST_CONFIG"] = str(home / "config.toml")
     yield home
+    from dato_dist import launcher
+
+    launcher.stop(home)  # the local launcher the session's first job started
     for key, value in old.items():
         if value is None:
             os.environ.pop(key, None)

@@ -1,7 +1,9 @@
 """The environments on this machine: ``Local`` (synchronous) and ``LocalAsync`` (background).
 
 Both start the job's driver as a detached process (its own session, so it outlives the
-client) that forks the runners. ``Local`` then waits for it; ``LocalAsync`` returns.
+client) that forks the runners: forked by the local launcher (:mod:`dato_dist.launcher`),
+or, when that cannot be reached or ``local.start_method = "spawn"``, as a new interpreter.
+``Local`` then waits for it; ``LocalAsync`` returns.
 """
 
 import collections
@@ -9,12 +11,10 @@ import json
 import logging
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
 import time
-import traceback
 
 from .. import procs
 from ..errors import ConfigError, InvalidArgument
@@ -34,8 +34,8 @@ def _reap():
             _children.remove(p)
 
 
-class _ForkedDriver:
-    """The handle of a driver forked from this process: ``pid`` and its ``stdin``."""
+class _LaunchedDriver:
+    """A driver forked by the launcher: its ``pid`` and its ``stdin`` (the go pipe)."""
 
     def __init__(self, pid, stdin_fd):
         self.pid = pid
@@ -59,68 +59,27 @@ def _remember_done_fd(key, fd):
         os.close(_done_fds.popitem(last=False)[1])
 
 
-def _single_threaded():
-    """True when this process has one thread (native ones included): only then is a fork
-    safe (a lock held by another thread would stay locked forever in the child)."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
+def _launch_driver(argv, log_path, done_w, config):
+    """Have the local launcher fork the driver; None when it cannot (the caller spawns)."""
+    from .. import launcher
 
-
-def _fork_driver(argv, log_path, close_in_driver=None):
-    """Run ``python -m dato_dist.driver argv`` in a grandchild of this process, in its own
-    session (so it outlives this process and nothing here has to reap it), without starting
-    a new interpreter: it has every module of this process already."""
     go_r, go_w = os.pipe()
-    pid_r, pid_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child == 0:
-        code = 1
-        try:
-            os.close(go_w)
-            os.close(pid_r)
-            if close_in_driver is not None:
-                os.close(close_in_driver)
-            os.setsid()
-            grandchild = os.fork()
-            if grandchild:
-                os.write(pid_w, str(grandchild).encode())
-                code = 0
-            else:
-                os.close(pid_w)
-                log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(go_r, 0)
-                os.dup2(log_fd, 1)
-                os.dup2(log_fd, 2)
-                os.close(go_r)
-                os.close(log_fd)
-                sys.stdout = open(1, "w", buffering=1, closefd=False)
-                sys.stderr = open(2, "w", buffering=1, closefd=False)
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                    signal.signal(sig, signal.SIG_DFL)
-                from .. import driver
-
-                code = driver.main(argv)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code or 0)
-    os.close(go_r)
-    os.close(pid_w)
-    with os.fdopen(pid_r, "rb") as f:
-        ready = select.select([f], [], [], 10.0)[0]
-        grandchild = int(f.read() or 0) if ready else 0
-    if not ready:  # the fork is stuck: give up on it, the caller spawns instead
-        os.kill(child, signal.SIGKILL)
-    os.waitpid(child, 0)
-    if not grandchild:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        pid = launcher.start_driver(config.home, argv, (go_r, done_w, log_fd),
+                                    idle_timeout=config["local.launcher_idle_timeout"],
+                                    started=_children.append)
+    except launcher.LauncherUnavailable as e:
         os.close(go_w)
-        log.warning("Forking the job's driver failed; starting a new interpreter instead.")
+        log.warning("Starting the job's driver as a new interpreter: %s", e)
         return None
-    return _ForkedDriver(grandchild, go_w)
+    except BaseException:
+        os.close(go_w)
+        raise
+    finally:
+        os.close(go_r)
+        os.close(log_fd)
+    return _LaunchedDriver(pid, go_w)
 
 
 class LocalAsync(Environment):
@@ -191,21 +150,20 @@ class LocalAsync(Environment):
                "--wait-go"]
         log_path = os.path.join(log_dir, "driver.log")
         method = config["local.start_method"]
-        if method not in ("fork", "spawn"):
-            raise ConfigError(f"Config key local.start_method must be 'fork' or 'spawn', got "
-                              f"{method!r}.")
+        if method not in ("launcher", "spawn"):
+            raise ConfigError(f"Config key local.start_method must be 'launcher' or 'spawn', "
+                              f"got {method!r}.")
         done_r, done_w = os.pipe()
-        cmd += ["--done-fd", str(done_w)]
         try:
             proc = None
-            if method == "fork" and _single_threaded():
-                proc = _fork_driver(cmd[3:], log_path, close_in_driver=done_r)
+            if method == "launcher":
+                proc = _launch_driver(cmd[3:], log_path, done_w, config)
             if proc is None:
                 env = dict(os.environ)
                 # Functions pickled by reference must import in the runners as they do here.
                 env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd()] + sys.path if p)
                 with open(log_path, "ab") as out:
-                    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out,
+                    proc = subprocess.Popen(cmd + ["--done-fd", str(done_w)], stdin=subprocess.PIPE, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True,
                                             env=env, pass_fds=(done_w,))
                 _children.append(proc)

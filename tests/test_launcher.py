@@ -1,0 +1,180 @@
+"""The local launcher: drivers forked from a warm per-user process, with the client's
+context; restarted when killed; idle exit; the spawn fallback; its CLI."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import dato_dist as gl
+from dato_dist import launcher, procs
+from dato_dist.cli import main as cli_main
+from tests import tasks
+from tests.conftest import wait_for
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parent_pid(pid):
+    fields = procs._stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def driver_pid(job):
+    return job._read_launch()["pid"]
+
+
+def the_launcher(home):
+    running = launcher.running(home)
+    assert len(running) == 1, running
+    return running[0]["pid"]
+
+
+def test_drivers_are_forked_by_one_launcher(dato_home, env2):
+    first = gl.deploy.map_job.create(tasks.add, [{"x": i, "y": 1} for i in range(5)],
+                                     environment=env2)
+    assert first.get_map_results() == [1, 2, 3, 4, 5]
+    pid = the_launcher(dato_home)
+    second = gl.deploy.map_job.create(tasks.sleepy, [{"i": 3, "seconds": 0.5}],
+                                      environment=env2)
+    assert parent_pid(driver_pid(second)) == pid
+    assert second.get_map_results() == [9]
+    assert the_launcher(dato_home) == pid
+    sock = launcher.socket_path(dato_home)
+    assert os.path.exists(sock) and oct(os.stat(sock).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(os.path.dirname(sock)).st_mode & 0o777) == "0o700"
+
+
+def test_driver_takes_the_clients_env_cwd_and_path(dato_home, env2, tmp_path, monkeypatch):
+    gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 1}], environment=env2).get_results()
+    launcher_pid = the_launcher(dato_home)
+    # Everything below changes after the launcher started: the driver must still see it.
+    module_dir = tmp_path / "mods"
+    module_dir.mkdir()
+    (module_dir / "late_module.py").write_text(textwrap.dedent("""
+        import os
+        def where(i):
+            return i, os.environ.get("DATO_DIST_TEST_MARK"), os.getcwd()
+    """))
+    monkeypatch.syspath_prepend(str(module_dir))
+    monkeypatch.setenv("DATO_DIST_TEST_MARK", "from-the-client")
+    monkeypatch.chdir(tmp_path)
+    import late_module
+
+    job = gl.deploy.map_job.create(late_module.where, [{"i": 0}, {"i": 1}], environment=env2)
+    assert job.get_map_results() == [(0, "from-the-client", str(tmp_path)),
+                                     (1, "from-the-client", str(tmp_path))]
+    assert parent_pid(driver_pid(job)) == launcher_pid
+
+
+def test_a_killed_launcher_is_replaced(dato_home, env2):
+    gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 1}], environment=env2).get_results()
+    old = the_launcher(dato_home)
+    os.kill(old, signal.SIGKILL)  # leaves its socket file and pid file behind
+    wait_for(lambda: not procs.is_alive(old), timeout=10, what="the launcher to die")
+    job = gl.deploy.map_job.create(tasks.add, [{"x": 2, "y": 2}], environment=env2)
+    assert job.get_map_results() == [4]
+    new = the_launcher(dato_home)
+    assert new != old and parent_pid(driver_pid(job)) == new
+
+
+def test_jobs_outlive_a_stopped_launcher(dato_home, env2):
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 1.0} for i in range(2)],
+                                   environment=env2)
+    wait_for(lambda: job.get_status() == "Running", timeout=30, what="Running")
+    assert launcher.stop(dato_home)
+    assert launcher.running(dato_home) == []
+    assert not os.path.exists(launcher.socket_path(dato_home))
+    assert job.get_map_results() == [0, 1]
+    assert job.get_status() == "Completed"
+
+
+def test_spawn_start_method_skips_the_launcher(dato_home, env2, monkeypatch):
+    launcher.stop(dato_home)
+    monkeypatch.setenv("DATO_DIST_LOCAL_START_METHOD", "spawn")
+    job = gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 2}], environment=env2)
+    assert job.get_map_results() == [3]
+    assert launcher.running(dato_home) == []
+
+
+def _client(home, code, **env):
+    environ = dict(os.environ, DATO_DIST_HOME=str(home),
+                   DATO_DIST_CONFIG=str(home) + "/none.toml", **env)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env=environ)
+
+
+JOB = ("import dato_dist as gl\n"
+       "from tests import tasks\n"
+       "env = gl.deploy.environment.LocalAsync('l', num_workers=1)\n"
+       "print(gl.deploy.map_job.create(tasks.add, [{'x': 1, 'y': 2}], "
+       "environment=env).get_map_results())\n")
+
+
+def test_an_idle_launcher_exits(tmp_path):
+    home = tmp_path / "home"
+    try:
+        out = _client(home, JOB, DATO_DIST_LOCAL_LAUNCHER_IDLE_TIMEOUT="1")
+        assert out.returncode == 0 and out.stdout.strip() == "[3]", out.stderr
+        pid = the_launcher(home)  # outlives the client that started it ...
+        wait_for(lambda: not procs.is_alive(pid), timeout=15, what="the idle launcher to exit")
+        assert not [n for n in os.listdir(home / "run") if n.endswith((".sock", ".pid"))]
+    finally:
+        launcher.stop(home)
+
+
+def test_no_launcher_falls_back_to_spawning(tmp_path):
+    # AF_UNIX paths are limited to about 100 bytes: this home's socket cannot be bound.
+    home = tmp_path / ("h" * 120)
+    try:
+        out = _client(home, JOB)
+        assert out.returncode == 0 and out.stdout.strip() == "[3]", out.stderr
+        assert "Starting the job's driver as a new interpreter" in out.stderr
+        assert "too long" in out.stderr
+        assert launcher.running(home) == []
+    finally:
+        launcher.stop(home)
+
+
+def test_cli_status_and_stop(dato_home, env2, capsys):
+    gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 1}], environment=env2).get_results()
+    pid = the_launcher(dato_home)
+    assert cli_main(["launcher", "status"]) == 0
+    assert f"Launcher pid {pid}" in capsys.readouterr().out
+    assert cli_main(["launcher", "stop"]) == 0
+    assert f"Stopped launcher pid {pid}" in capsys.readouterr().out
+    assert not procs.is_alive(pid)
+    assert cli_main(["launcher", "status"]) == 0
+    assert "No launcher is running" in capsys.readouterr().out
+
+
+def test_only_its_user_may_use_it(dato_home, env2, tmp_path_factory):
+    """Another user's process is refused (checked through the peer's credentials)."""
+    other_python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.getuid() != 0 or not other_python:
+        pytest.skip("needs root and a system python3 to connect as another user")
+    gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 1}], environment=env2).get_results()
+    sock = launcher.socket_path(dato_home)
+    # A hard link in a world-readable folder gets past the private folder; the socket's
+    # mode is opened up for the test, so only the uid check stands in the way.
+    public = f"/tmp/dato-dist-test-{os.getpid()}.sock"
+    os.link(sock, public)
+    os.chmod(public, 0o666)
+    try:
+        code = ("import socket\n"
+                "s = socket.socket(socket.AF_UNIX)\n"
+                f"s.connect({public!r})\n"
+                "s.settimeout(5)\n"
+                "print(s.recv(100).decode())\n")
+        out = subprocess.run([other_python, "-c", code], capture_output=True, text=True,
+                             timeout=30, user=65534, group=65534, cwd="/")
+        assert "not your launcher" in out.stdout, out.stderr
+    finally:
+        os.chmod(public, 0o600)
+        os.unlink(public)
+    assert gl.deploy.map_job.create(tasks.add, [{"x": 2, "y": 1}],
+                                    environment=env2).get_map_results() == [3]
