@@ -50,7 +50,11 @@ if BENCH_DIR not in sys.path:
 import workloads  # noqa: E402
 
 DD, PPE, POOL = "dato-dist", "ProcessPoolExecutor", "multiprocessing.Pool"
-SIDES = (DD, PPE, POOL)
+#: dato-dist with no launcher running: the job starts one (what a user's first job costs).
+DD_COLD = "dato-dist, no launcher"
+SIDES = (DD, DD_COLD, PPE, POOL)
+#: Workloads also measured without a launcher (where the driver's start shows).
+COLD_WORKLOADS = ("W1", "W3")
 WORKERS = 2
 MIB = 1024 * 1024
 
@@ -130,7 +134,18 @@ class Bench:
         base = os.urandom(BLOB_BYTES - 1)
         self.blobs = [base + bytes([i % 256]) for i in range(sizes["W4"])]
 
-    # -- the three sides of a map ----------------------------------------------------------
+    def stop_launcher(self):
+        """Stop the local launcher (the next job starts a new one)."""
+        from dato_dist import launcher
+
+        launcher.stop(os.environ["DATO_DIST_HOME"])
+
+    def warm_up(self):
+        """One tiny job before the timed runs: it starts the local launcher, which stays
+        up between jobs as it does for a user (it exits after 10 idle minutes)."""
+        self.run_dd(workloads.add, [{"x": 1, "y": 2}])
+
+    # -- the sides of a map ----------------------------------------------------------------
     def run_dd(self, fn, params):
         t0 = time.perf_counter()
         job = self.gl.deploy.map_job.create(fn, params, environment=self.env)
@@ -165,6 +180,9 @@ class Bench:
         return t1 - t0, results, {"shutdown_s": time.perf_counter() - t1}
 
     def run_map(self, side, fn, names, columns):
+        if side == DD_COLD:
+            self.stop_launcher()
+            side = DD
         if side == DD:
             params = [dict(zip(names, values)) for values in zip(*columns)]
             return self.run_dd(fn, params)
@@ -202,7 +220,9 @@ class Bench:
     def w3(self, side):
         """Cold start in a fresh interpreter; seconds to the printed result."""
         prelude = f"import sys; sys.path.insert(0, {BENCH_DIR!r})\n"
-        if side == DD:
+        if side == DD_COLD:
+            self.stop_launcher()
+        if side in (DD, DD_COLD):
             code = prelude + (
                 "import dato_dist as gl\n"
                 "from workloads import add\n"
@@ -237,7 +257,7 @@ class Bench:
                 raise RuntimeError(f"W3 {side}: exit {proc.returncode}, printed {first!r}; "
                                    f"stderr:\n{err_file.read()}")
         extra = {"exit_s": t_exit - t0}
-        if side == DD:
+        if side in (DD, DD_COLD):
             job = self.gl.deploy.job.load(rest.strip())
             extra["driver_exit_after_s"] = wait_driver_exit(job)
         return t_first - t0, extra
@@ -277,7 +297,7 @@ def build_rows(results):
         if not r:
             return
         vals = [r["sides"].get(s, {}).get(key) for s in SIDES]
-        ratio = vals[0] / vals[1] if vals[0] is not None and vals[1] else None
+        ratio = vals[0] / vals[2] if vals[0] is not None and vals[2] else None
         rows.append((label, *vals, ratio, unit))
 
     if "W1" in results:
@@ -296,11 +316,12 @@ def build_rows(results):
 
 
 def print_table(rows):
-    header = ("workload", DD, PPE, POOL, f"{DD}/PPE")
+    header = ("workload", DD, DD_COLD, PPE, POOL, f"{DD}/PPE")
     cells = []
-    for label, dd, ppe, pool, ratio, unit in rows:
-        cells.append((label, fmt(dd, unit), fmt(ppe, unit), fmt(pool, unit), fmt(ratio, "x")))
-    widths = [max(len(str(c[i])) for c in cells + [header]) for i in range(5)]
+    for label, dd, cold, ppe, pool, ratio, unit in rows:
+        cells.append((label, fmt(dd, unit), fmt(cold, unit), fmt(ppe, unit), fmt(pool, unit),
+                      fmt(ratio, "x")))
+    widths = [max(len(str(c[i])) for c in cells + [header]) for i in range(6)]
     line = "  ".join("-" * w for w in widths)
     print(line)
     print("  ".join(h.ljust(w) if i == 0 else h.rjust(w)
@@ -400,6 +421,7 @@ def main(argv=None):
     home, dropped = isolate_dato_dist_home()
     sizes = QUICK if args.quick else FULL
     started = datetime.datetime.now().astimezone()
+    bench = None
     try:
         bench = Bench(sizes, args.chunksize, args.quick)
         import dato_dist
@@ -418,6 +440,9 @@ def main(argv=None):
             "dato_dist_home": home, "dropped_env": dropped,
             "timing": "end to end: map_job.create / pool creation to the last result; "
                       "pool shutdown and driver exit not included",
+            "launcher": f"'{DD}' runs with the local launcher up (started by a warm-up job "
+                        f"before the timed runs); '{DD_COLD}' stops it before each run, so "
+                        "the job starts it",
             "w3_timing": "from before the subprocess starts to the line with the result "
                          "(median_s) and to its exit (exit_s)",
         }
@@ -433,10 +458,12 @@ def main(argv=None):
                   "compete for the CPUs and the figures will be noisy.")
         workload_fns = {"W1": bench.w1, "W2": bench.w2, "W3": bench.w3, "W4": bench.w4}
         results = {}
+        bench.warm_up()
         for wl in args.only:
-            samples = {s: [] for s in SIDES}
+            sides = [s for s in SIDES if s != DD_COLD or wl in COLD_WORKLOADS]
+            samples = {s: [] for s in sides}
             for rep in range(args.repeat):
-                for side in SIDES:  # interleaved, so drift hits every side alike
+                for side in sides:  # interleaved, so drift hits every side alike
                     secs, extra = workload_fns[wl](side)
                     samples[side].append((secs, extra))
                     print(f"  {wl} run {rep + 1}/{args.repeat} {side:<22} {fmt(secs)}",
@@ -451,6 +478,8 @@ def main(argv=None):
             s = entry["sides"]
             entry["ratio_dd_over_ppe"] = s[DD]["median_s"] / s[PPE]["median_s"]
             entry["ratio_dd_over_pool"] = s[DD]["median_s"] / s[POOL]["median_s"]
+            if DD_COLD in s:
+                entry["ratio_dd_cold_over_ppe"] = s[DD_COLD]["median_s"] / s[PPE]["median_s"]
             results[wl] = entry
         meta["loadavg_after"] = list(os.getloadavg())
         print()
@@ -464,6 +493,11 @@ def main(argv=None):
             f.write("\n")
         print(f"\nwrote {args.out}")
     finally:
+        try:
+            if bench is not None:
+                bench.stop_launcher()
+        except Exception as e:
+            print(f"WARNING: could not stop the local launcher: {e}")
         if args.keep_home:
             print(f"kept DATO_DIST_HOME={home}")
         else:

@@ -25,8 +25,8 @@ import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener, wait
 
+from . import procs, records
 from . import protocol as P
-from . import procs
 
 TARGET_BATCH_SECONDS = 0.25
 #: A task whose runner died this many times while running it is recorded as Failed.
@@ -204,14 +204,11 @@ class Driver:
                   f"re-queuing {len(unfinished)} task(s)", flush=True)
             if self.losses[running] >= MAX_TASK_LOSSES:
                 unfinished.pop(0)
-                self._add_records([{
-                    "index": running, "status": "Failed", "start": time.time(),
-                    "run_time": None, "exception": RUNNER_LOST,
-                    "exception_message": f"the runner died {MAX_TASK_LOSSES} times while "
-                                         "running this task (killed, out of memory, or the "
-                                         "task ended its process)",
-                    "exception_traceback": None, "result": None,
-                    "attempts": self.losses[running], "worker": f"{runner.host}:{runner.pid}"}])
+                record = records.failure(
+                    running, time.time(), self.losses[running], f"{runner.host}:{runner.pid}",
+                    RUNNER_LOST, f"the runner died {MAX_TASK_LOSSES} times while running this "
+                    "task (killed, out of memory, or the task ended its process)", None)
+                self._add_records(records.of_records([record]))
             self.pending.extendleft(reversed(unfinished))
         if runner.has_combiner and self.combiner_record is None:
             self.combiner_assigned = False
@@ -220,26 +217,32 @@ class Driver:
         self._state_dirty = True
 
     # -- records and scheduling ----------------------------------------------------------
-    def _add_records(self, records, runner=None):
-        for rec in records:
-            index = rec["index"]
-            if index == P.COMBINER_INDEX:
+    def _add_records(self, batch, runner=None):
+        """Take a batch of finished records (see :mod:`dato_dist.records`)."""
+        finished = records.indices(batch)
+        if not finished:
+            return
+        repeated = {i for i in finished if i in self.done}  # re-queued, finished twice
+        if repeated:
+            batch = records.without(batch, repeated)  # the first result stays
+        for rec in batch["other"]:
+            if rec["index"] == P.COMBINER_INDEX:
                 self.combiner_record = rec
-                self.unflushed.append(rec)
-                continue
-            if index in self.done:
-                continue  # a re-queued task finished twice: keep the first result
-            self.done.add(index)
-            if rec["status"] == "Failed":
-                self.failed += 1
-            elif rec["run_time"] is not None:
-                t = rec["run_time"]
-                self.avg_task_time = t if self.avg_task_time is None else (
-                    0.8 * self.avg_task_time + 0.2 * t)
-            self.unflushed.append(rec)
-        if runner is not None and records:
-            finished = {r["index"] for r in records}
-            runner.inflight = [i for i in runner.inflight if i not in finished]
+            else:
+                self.done.add(rec["index"])
+                if rec["status"] == "Failed":
+                    self.failed += 1
+        self.done.update(batch["index"])
+        times = batch["run_time"]
+        if times:
+            mean = sum(times) / len(times)
+            self.avg_task_time = mean if self.avg_task_time is None else (
+                0.8 * self.avg_task_time + 0.2 * mean)
+        if records.size(batch):
+            self.unflushed.append(batch)
+        if runner is not None:
+            gone = set(finished)
+            runner.inflight = [i for i in runner.inflight if i not in gone]
         self._state_dirty = True
 
     def _batch_size(self):
@@ -269,8 +272,8 @@ class Driver:
             runner.idle = False
             return self._send(runner, (P.TASKS, [(i, self.names[i], self.tasks[i]) for i in batch]))
         if self._map_finished() and self.spec["has_combiner"] and not self.combiner_assigned:
-            records = self.files_records()
-            pairs = [(self.names[i], records[i]["result"] if i in records else None)
+            done = self.files_records()
+            pairs = [(self.names[i], done[i]["result"] if i in done else None)
                      for i in range(self.n)]
             self.combiner_assigned = runner.has_combiner = True
             runner.idle = False

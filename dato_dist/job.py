@@ -8,13 +8,13 @@ import datetime
 import logging
 import time
 
-import cloudpickle
-
+from . import serialize
 from .environments import environment_from_dict
 from .errors import (InvalidArgumentType, JobCanceled, JobFailed, JobNotFound, TasksFailed,
                      Timeout)
 from .jobfiles import COMBINER_INDEX, JobFiles
 from .metrics import format_time, metrics_table
+from .records import Records
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Job:
         self._files = files
         self._spec = spec or files.read_spec()
         self._env = None
-        self._records = {}
+        self._records = Records()
         self._final_state = None
         self._launch = None
 
@@ -198,8 +198,6 @@ class Job:
             self._records = self._files.read_results()
         return self._records
 
-    def _value(self, record):
-        return cloudpickle.loads(record["result"])
 
     def _wait_logged(self):
         if self.get_status(_silent=True) not in FINAL:
@@ -221,9 +219,8 @@ class Job:
             raise JobFailed(f"Job '{self.name}' failed: {self.get_error()}")
         records = self._read_records()
         if self._spec["has_combiner"]:
-            return self._value(records[COMBINER_INDEX])
-        failed = [i for i in range(len(self._spec["task_names"]))
-                  if records.get(i, {}).get("status") != "Completed"]
+            return records.value(COMBINER_INDEX)
+        failed = [i for i in range(len(self._spec["task_names"])) if not records.completed(i)]
         if failed:
             first = records.get(failed[0], {})
             raise TasksFailed(
@@ -232,7 +229,7 @@ class Job:
                 f"{first.get('exception')}: {first.get('exception_message')}. Call "
                 "job.get_map_results() for the partial results and job.get_metrics() for "
                 "every error.")
-        values = [self._value(records[i]) for i in range(len(self._spec["task_names"]))]
+        values = records.map_values(len(self._spec["task_names"]))
         return values if self.is_map_job else values[0]
 
     def get_map_results(self, wait=True):
@@ -248,9 +245,7 @@ class Job:
             self._wait_logged()
         elif self.get_status(_silent=True) == "Pending":
             return None
-        records = self._read_records()
-        return [self._value(records[i]) if records.get(i, {}).get("status") == "Completed"
-                else None for i in range(len(self._spec["task_names"]))]
+        return self._read_records().map_values(len(self._spec["task_names"]))
 
     def get_metrics(self):
         """The per-task metrics table so far (None before any task started); never waits."""
@@ -261,7 +256,8 @@ class Job:
     def get_parameters(self):
         """``{task_name: kwargs}`` of every task."""
         _, _, tasks = self._files.read_payload()
-        return {name: cloudpickle.loads(kw) for name, kw in zip(self._spec["task_names"], tasks)}
+        return {name: kw if isinstance(kw, dict) else serialize.loads(kw)
+                for name, kw in zip(self._spec["task_names"], tasks)}
 
     def get_code(self):
         """The source of the job's function (and combiner), as captured at create."""

@@ -4,10 +4,12 @@ Layout under ``<store>/<job id>/``::
 
     spec.json          what was asked: name, kind, task names, environment, code, packages
     function.pkl       the function and the combiner (cloudpickle, framed)
-    tasks.pkl          every task's kwargs, each pickled separately (framed)
+    tasks.pkl          every task's kwargs: as plain data in one pickle when they all are
+                       (numbers, strings, containers), else each pickled on its own (framed)
     launch.json        who started the driver: host, pid, process start time
     state.json         the driver's view: status, times, error, counts, running tasks
-    results/NNNNNNNN.pkl   finished task records, written in batches by the driver (framed)
+    results/NNNNNNNN.pkl   finished task records, in batches of columns (see records.py),
+                       written by the driver every flush (framed)
     cancel             present when a cancel was requested
     logs/              driver.log and one log per runner
 """
@@ -15,6 +17,17 @@ Layout under ``<store>/<job id>/``::
 import pickle
 
 from . import protocol as P
+from . import records, serialize
+
+
+def plain_tasks(task_kwargs):
+    """The tasks file's content when every kwargs dict is plain data, else None."""
+    return serialize.dumps_plain(("plain", task_kwargs))
+
+
+def pickled_tasks(task_kwargs_bytes):
+    """The tasks file's content from each task's pickled kwargs."""
+    return pickle.dumps(("pickled", task_kwargs_bytes), protocol=5)
 
 SPEC, FUNCTION, TASKS, LAUNCH, STATE = (
     "spec.json", "function.pkl", "tasks.pkl", "launch.json", "state.json")
@@ -40,10 +53,11 @@ class JobFiles:
         return self.store.exists(self._rel(SPEC))
 
     # -- written by the client at create --------------------------------------------------
-    def write_payload(self, *, function_bytes, combiner_bytes, task_kwargs_bytes):
+    def write_payload(self, *, function_bytes, combiner_bytes, tasks_blob):
+        """``tasks_blob`` from :func:`plain_tasks` or :func:`pickled_tasks`."""
         self.store.write_bytes(self._rel(FUNCTION), pickle.dumps(
             {"function": function_bytes, "combiner": combiner_bytes}, protocol=5))
-        self.store.write_bytes(self._rel(TASKS), pickle.dumps(task_kwargs_bytes, protocol=5))
+        self.store.write_bytes(self._rel(TASKS), tasks_blob)
 
     def write_spec(self, spec):
         self.store.write_json(self._rel(SPEC), spec)
@@ -52,9 +66,10 @@ class JobFiles:
         return self.store.read_json(self._rel(SPEC))
 
     def read_payload(self):
-        """``(function_bytes, combiner_bytes, [kwargs_bytes, ...])``."""
+        """``(function_bytes, combiner_bytes, tasks)``: each task's kwargs as a dict of plain
+        data or as its pickle (bytes); neither needs the user's code to load here."""
         fn = pickle.loads(self.store.read_bytes(self._rel(FUNCTION)))
-        tasks = pickle.loads(self.store.read_bytes(self._rel(TASKS)))
+        _kind, tasks = pickle.loads(self.store.read_bytes(self._rel(TASKS)))
         return fn["function"], fn["combiner"], tasks
 
     def write_launch(self, info):
@@ -70,26 +85,27 @@ class JobFiles:
     def read_state(self):
         return self.store.read_json(self._rel(STATE), default=None)
 
-    def write_results(self, batch_no, records):
+    def write_results(self, batch_no, batches):
+        """One results file holding record ``batches`` (see :mod:`dato_dist.records`)."""
         self.store.write_bytes(f"{self._rel(RESULTS_DIR)}/{batch_no:08d}.pkl",
-                               pickle.dumps(records, protocol=5))
+                               pickle.dumps(batches, protocol=5))
 
     def read_results(self):
-        """Every record written so far, by task index (the combiner's under COMBINER_INDEX).
-
-        Batches are immutable once written, so each is read once per JobFiles.
+        """Every record written so far: a :class:`~dato_dist.records.Records`, by task index
+        (the combiner's under COMBINER_INDEX). Files are immutable once written, so each
+        is read once per JobFiles.
         """
-        records = {}
+        out = records.Records()
         for name in self.store.list(self._rel(RESULTS_DIR)):
             if not name.endswith(".pkl"):
                 continue
-            batch = self._results_cache.get(name)
-            if batch is None:
-                batch = pickle.loads(self.store.read_bytes(f"{self._rel(RESULTS_DIR)}/{name}"))
-                self._results_cache[name] = batch
-            for record in batch:
-                records[record["index"]] = record  # a later batch wins (a re-run task)
-        return records
+            batches = self._results_cache.get(name)
+            if batches is None:
+                batches = pickle.loads(self.store.read_bytes(f"{self._rel(RESULTS_DIR)}/{name}"))
+                self._results_cache[name] = batches
+            for batch in batches:
+                out.add(batch)
+        return out
 
     # -- cancel and logs -----------------------------------------------------------------
     def request_cancel(self):

@@ -8,6 +8,7 @@ into the job's logs, with a marker line before each task.
 """
 
 import argparse
+import copy
 import os
 import socket
 import sys
@@ -19,11 +20,14 @@ import cloudpickle
 from multiprocessing.connection import Client
 
 from . import protocol as P
-from . import serialize
+from . import records, serialize
 
-_RESULT_NOT_PICKLABLE = "PicklingError"
 #: A task running this long is reported to the driver right away.
 REPORT_AFTER = 0.2
+#: After a task shorter than this, the next one's marker line is not flushed at once (but
+#: within OUTPUT_FLUSH_INTERVAL): 10,000 tiny tasks must not cost 10,000 writes.
+TINY_TASK = 0.001
+OUTPUT_FLUSH_INTERVAL = 0.05
 
 
 class _Channel:
@@ -41,27 +45,26 @@ class _Channel:
         return self.conn.recv()
 
 
-def _run_one(fn, kwargs_bytes, max_retries, worker, channel_state):
-    """Run one task with retries; return its record (the result pickled)."""
+def _run_one(fn, payload, max_retries, index, state):
+    """Run one task, retrying it when it raises.
+
+    ``payload`` is the task's kwargs: a dict (plain data) or its pickle. Returns
+    ``(start, attempts, run_time, value, None)``, or ``(start, attempts, None, None,
+    (exception name, message, traceback))`` when the last attempt raised.
+    """
     attempts = 0
     while True:
         attempts += 1
         start = time.time()
-        channel_state["current"] = (channel_state["index"], start)
+        state["current"] = (index, start)
         t0 = time.perf_counter()
         try:
-            kwargs = serialize.loads(kwargs_bytes)
+            if type(payload) is dict:  # a retry must not see what an attempt changed
+                kwargs = copy.deepcopy(payload) if max_retries else payload
+            else:
+                kwargs = serialize.loads(payload)
             value = fn(**kwargs)
-            run_time = time.perf_counter() - t0
-            try:
-                result = serialize.dumps(value)
-            except Exception as e:  # the task ran, but its result cannot travel back
-                return _failure(start, attempts, worker, _RESULT_NOT_PICKLABLE,
-                                f"the task's result could not be serialized: {e}",
-                                traceback.format_exc())
-            return {"status": "Completed", "start": start, "run_time": run_time,
-                    "exception": None, "exception_message": None, "exception_traceback": None,
-                    "result": result, "attempts": attempts, "worker": worker}
+            return start, attempts, time.perf_counter() - t0, value, None
         except BaseException as e:  # a task's SystemExit must not end the runner either
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -69,14 +72,13 @@ def _run_one(fn, kwargs_bytes, max_retries, worker, channel_state):
                 print(f"[dato-dist] attempt {attempts} raised {type(e).__name__}: {e}; retrying",
                       file=sys.stderr)
                 continue
-            return _failure(start, attempts, worker, type(e).__name__, str(e),
-                            traceback.format_exc())
+            return start, attempts, None, None, (type(e).__name__, str(e),
+                                                 traceback.format_exc())
 
 
-def _failure(start, attempts, worker, exc_type, message, tb):
-    return {"status": "Failed", "start": start, "run_time": None, "exception": exc_type,
-            "exception_message": message, "exception_traceback": tb, "result": None,
-            "attempts": attempts, "worker": worker}
+def _flush_output():
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def _heartbeat(channel, state, interval, stop):
@@ -96,6 +98,29 @@ def _heartbeat(channel, state, interval, stop):
             # The driver is gone: nobody wants this runner's work any more.
             os._exit(4)
         last_sent, reported = now, current
+
+
+def _combine(combiner_bytes, pairs, worker, state, done):
+    """Run the combiner on the map results; add its record to the batch ``done``."""
+    combiner = cloudpickle.loads(combiner_bytes)
+    print("[dato-dist] combiner started", flush=True)
+    kwargs = {name: (serialize.loads(r) if r is not None else None) for name, r in pairs}
+    start, attempts, run_time, value, error = _run_one(
+        lambda: combiner(**kwargs), {}, 0, P.COMBINER_INDEX, state)
+    state["current"] = None
+    if error is None:
+        try:
+            record = {"index": P.COMBINER_INDEX, "status": "Completed", "start": start,
+                      "run_time": run_time, "exception": None, "exception_message": None,
+                      "exception_traceback": None, "result": serialize.dumps(value),
+                      "attempts": attempts, "worker": worker}
+        except Exception as e:
+            error = ("PicklingError", f"the combiner's result could not be serialized: {e}",
+                     traceback.format_exc())
+    if error is not None:
+        record = records.failure(P.COMBINER_INDEX, start, attempts, worker, *error)
+    done["other"].append(record)
+    _flush_output()
 
 
 def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval=0.2):
@@ -126,41 +151,46 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
     beat = threading.Thread(target=_heartbeat, args=(channel, state, heartbeat_interval, stop),
                             daemon=True)
     beat.start()
-    done = []
+    done = records.new_batch(worker)
     try:
         while True:
-            channel.send((P.WANT, done))
-            done = []
+            channel.send((P.WANT, records.seal(done)))
+            done = records.new_batch(worker)
             msg = channel.recv()
             if msg[0] == P.STOP:
                 return 0
             if msg[0] == P.COMBINE:
-                combiner = cloudpickle.loads(combiner_bytes)
-                pairs = msg[1]
-                state["index"] = P.COMBINER_INDEX
-                print("[dato-dist] combiner started", flush=True)
-                payload = cloudpickle.dumps(
-                    {name: (cloudpickle.loads(r) if r is not None else None) for name, r in pairs})
-                record = _run_one(lambda **kw: combiner(**kw), payload, 0, worker, state)
-                record["index"] = P.COMBINER_INDEX
-                done.append(record)
-                state["current"] = None
+                _combine(combiner_bytes, msg[1], worker, state, done)
                 continue
-            last_flush = time.monotonic()
-            for index, name, kwargs_bytes in msg[1]:
+            last_send = last_out = time.monotonic()
+            tiny = False  # the previous task took under TINY_TASK seconds
+            for index, name, payload in msg[1]:
                 state["index"] = index
                 sys.stdout.write(f"[dato-dist] task {name} started\n")
-                sys.stdout.flush()  # the marker is on disk if the task kills the process
-                record = _run_one(fn, kwargs_bytes, max_retries, worker, state)
+                now = time.monotonic()
+                if not tiny or now - last_out > OUTPUT_FLUSH_INTERVAL:
+                    _flush_output()  # the marker is on disk if the task kills the process
+                    last_out = now
+                start, attempts, run_time, value, error = _run_one(
+                    fn, payload, max_retries, index, state)
                 state["current"] = None
-                record["index"] = index
-                done.append(record)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                if time.monotonic() - last_flush > flush_interval:
-                    channel.send((P.RESULTS, done))
-                    done = []
-                    last_flush = time.monotonic()
+                if error is None:
+                    done["index"].append(index)
+                    done["start"].append(start)
+                    done["run_time"].append(run_time)
+                    done["attempts"].append(attempts)
+                    done["values"].append(value)
+                    tiny = run_time < TINY_TASK
+                else:
+                    done["other"].append(records.failure(index, start, attempts, worker, *error))
+                    tiny = False
+                if not tiny:
+                    _flush_output()
+                if time.monotonic() - last_send > flush_interval:
+                    channel.send((P.RESULTS, records.seal(done)))
+                    done = records.new_batch(worker)
+                    last_send = time.monotonic()
+            _flush_output()
     except (EOFError, OSError):
         return 0  # the driver went away: nothing left to do for it
     finally:

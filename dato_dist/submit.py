@@ -12,7 +12,7 @@ import time
 
 import cloudpickle
 
-from . import _version, serialize
+from . import _version, jobfiles, serialize
 from .config import Config
 from .environments import Environment
 from .errors import (EnvironmentNotFound, InvalidArgument, InvalidArgumentType, NothingToDo,
@@ -208,8 +208,11 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             function_bytes = _dumps(function, f"the function '{fname}'")
             combiner_bytes = (_dumps(combiner_function, "the combiner_function")
                               if combiner_function is not None else None)
-            kwargs_bytes = [_dumps_kwargs(kw, f"task {task_names[i]}")
-                            for i, kw in enumerate(task_kwargs)]
+            tasks_blob = jobfiles.plain_tasks(task_kwargs)
+            if tasks_blob is None:
+                tasks_blob = jobfiles.pickled_tasks([
+                    _dumps_kwargs(kw, f"task {task_names[i]}")
+                    for i, kw in enumerate(task_kwargs)])
         spec = {
             "id": name, "name": name, "kind": kind, "function_name": fname,
             "combiner_name": function_name(combiner_function) if combiner_function else None,
@@ -223,7 +226,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             "settings": settings,
         }
         files.write_payload(function_bytes=function_bytes, combiner_bytes=combiner_bytes,
-                            task_kwargs_bytes=kwargs_bytes)
+                            tasks_blob=tasks_blob)
         files.write_spec(spec)
     except BaseException:
         env.abandon(prepared)

@@ -7,6 +7,7 @@ import pytest
 
 from dato_dist.errors import CorruptStoreFile, StoreError, StoreUnreachable
 from dato_dist.jobfiles import JobFiles
+from dato_dist.records import failure, new_batch, of_records
 from dato_dist.store import Store, frame
 
 
@@ -67,10 +68,19 @@ def test_truncated_file_is_reported_not_read(store):
 
 def test_job_files_results_in_batches(store):
     files = JobFiles(store, "job1")
-    files.write_results(0, [{"index": 0, "status": "Completed"}, {"index": 1, "status": "Failed"}])
-    files.write_results(1, [{"index": 2, "status": "Completed"}])
+    batch = new_batch("h:1")
+    batch.update(index=[0, 2], start=[1.0, 2.0], run_time=[0.1, 0.2], attempts=[1, 1],
+                 values=[10, 12])
+    lost = failure(1, 3.0, 3, "h:2", "RunnerLost", "lost", None)
+    files.write_results(0, [batch, of_records([lost])])
+    again = new_batch("h:3")
+    again.update(index=[2], start=[4.0], run_time=[0.3], attempts=[2], values=[b"x"])
+    files.write_results(1, [again])
     records = files.read_results()
     assert sorted(records) == [0, 1, 2] and records[1]["status"] == "Failed"
+    assert records[2]["worker"] == "h:3" and records[2]["attempts"] == 2  # a later batch wins
+    assert records.map_values(3) == [10, None, b"x"]
+    assert records.completed(0) and not records.completed(1) and records.value(0) == 10
     assert store.list("job1/results") == ["00000000.pkl", "00000001.pkl"]
     assert not files.cancel_requested()
     files.request_cancel()

@@ -1,0 +1,160 @@
+"""Finished-task records, in batches of columns.
+
+A runner sends what it finished as one *batch*, the driver writes batches to the store as
+they come, and clients read them back. The common case, a task that completed, costs a few
+list entries instead of a dict of ten keys, so 10,000 tiny tasks travel and are stored as a
+handful of lists. A batch is a plain dict:
+
+``index``, ``start``, ``run_time``, ``attempts``
+    one entry per completed task
+``values``
+    their results: the values themselves when every one is plain data (numbers, strings,
+    bytes and containers of them), else each one pickled on its own (``pickled`` is True):
+    the driver never unpickles a user's object
+``worker``
+    ``host:pid`` of the runner that ran them
+``other``
+    full records (the keys of :data:`~dato_dist.protocol.RECORD_KEYS`) of failed tasks and
+    of the combiner; their ``result`` is pickled bytes or None
+"""
+
+import collections.abc
+
+from . import serialize
+
+
+def new_batch(worker):
+    return {"worker": worker, "index": [], "start": [], "run_time": [], "attempts": [],
+            "values": [], "pickled": False, "other": []}
+
+
+def of_records(records, worker=None):
+    """A batch holding only full ``records`` (made by the driver: lost tasks, tests)."""
+    batch = new_batch(worker)
+    batch["other"] = list(records)
+    return batch
+
+
+def seal(batch):
+    """Make ``batch`` safe to send: values that are not plain data are pickled one by one;
+    a value that cannot be pickled turns its task into a failure. Returns ``batch``."""
+    if batch["pickled"] or not batch["values"] or serialize.is_plain(batch["values"]):
+        return batch
+    keep = {k: [] for k in ("index", "start", "run_time", "attempts", "values")}
+    for pos, value in enumerate(batch["values"]):
+        try:
+            pickled = serialize.dumps(value)
+        except Exception as e:  # the task ran, but its result cannot travel back
+            batch["other"].append(failure(
+                batch["index"][pos], batch["start"][pos], batch["attempts"][pos],
+                batch["worker"], "PicklingError",
+                f"the task's result could not be serialized: {type(e).__name__}: {e}", None))
+            continue
+        for key in ("index", "start", "run_time", "attempts"):
+            keep[key].append(batch[key][pos])
+        keep["values"].append(pickled)
+    batch.update(keep, pickled=True)
+    return batch
+
+
+def failure(index, start, attempts, worker, exc_type, message, tb):
+    return {"index": index, "status": "Failed", "start": start, "run_time": None,
+            "exception": exc_type, "exception_message": message, "exception_traceback": tb,
+            "result": None, "attempts": attempts, "worker": worker}
+
+
+def size(batch):
+    return len(batch["index"]) + len(batch["other"])
+
+
+def indices(batch):
+    return batch["index"] + [r["index"] for r in batch["other"]]
+
+
+def without(batch, drop):
+    """``batch`` without the tasks whose index is in ``drop`` (a set)."""
+    if not drop:
+        return batch
+    out = new_batch(batch["worker"])
+    out["pickled"] = batch["pickled"]
+    for pos, index in enumerate(batch["index"]):
+        if index not in drop:
+            for key in ("index", "start", "run_time", "attempts", "values"):
+                out[key].append(batch[key][pos])
+    out["other"] = [r for r in batch["other"] if r["index"] not in drop]
+    return out
+
+
+class Records(collections.abc.Mapping):
+    """Every record of a job's batches, by task index; a later batch wins (a re-run task).
+
+    As a mapping it gives full record dicts (``result`` pickled or None), built on demand;
+    :meth:`completed`, :meth:`value` and :meth:`values` read the columns directly.
+    """
+
+    def __init__(self, batches=()):
+        self._batches = []
+        self._where = {}  # index -> (batch, position) or (record, None)
+        for batch in batches:
+            self.add(batch)
+
+    def add(self, batch):
+        self._batches.append(batch)
+        where = self._where
+        for pos, index in enumerate(batch["index"]):
+            where[index] = (batch, pos)
+        for record in batch["other"]:
+            where[record["index"]] = (record, None)
+
+    def __getitem__(self, index):
+        item, pos = self._where[index]
+        if pos is None:
+            return item
+        value = item["values"][pos]
+        return {"index": index, "status": "Completed", "start": item["start"][pos],
+                "run_time": item["run_time"][pos], "exception": None,
+                "exception_message": None, "exception_traceback": None,
+                "result": value if item["pickled"] else serialize.dumps(value),
+                "attempts": item["attempts"][pos], "worker": item["worker"]}
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self):
+        return len(self._where)
+
+    def completed(self, index):
+        found = self._where.get(index)
+        return found is not None and (found[1] is not None
+                                      or found[0]["status"] == "Completed")
+
+    def value(self, index):
+        """The result of task ``index`` (unpickled); KeyError if it has no record."""
+        item, pos = self._where[index]
+        if pos is None:
+            raw = item["result"]
+            return None if raw is None else serialize.loads(raw)
+        value = item["values"][pos]
+        return serialize.loads(value) if item["pickled"] else value
+
+    def map_values(self, n):
+        """The results of tasks ``0..n-1`` in order, None for a task not completed."""
+        out = [None] * n
+        for batch in self._batches:  # in order: a later batch wins
+            if batch["pickled"]:
+                for index, value in zip(batch["index"], batch["values"]):
+                    if 0 <= index < n:
+                        out[index] = serialize.loads(value)
+            elif batch["index"] and 0 <= min(batch["index"]) and max(batch["index"]) < n:
+                for index, value in zip(batch["index"], batch["values"]):
+                    out[index] = value
+            else:
+                for index, value in zip(batch["index"], batch["values"]):
+                    if 0 <= index < n:
+                        out[index] = value
+            for record in batch["other"]:
+                if 0 <= record["index"] < n:
+                    out[record["index"]] = (
+                        serialize.loads(record["result"]) if record["status"] == "Completed"
+                        and record["result"] is not None else None)
+        return out
