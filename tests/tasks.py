@@ -52,3 +52,27 @@ def answer_from_package():
     import ddtinypkg
 
     return ddtinypkg.ANSWER
+
+
+def mixed_result(i):
+    """Plain data for even i, an object only cloudpickle/pickle by reference for odd i."""
+    import fractions
+
+    return i if i % 2 == 0 else fractions.Fraction(i, 2)
+
+
+def unpicklable_result(i):
+    """An unpicklable result (a lock) for i == 1, plain data otherwise."""
+    import threading
+
+    return threading.Lock() if i == 1 else i
+
+
+def grows_then_succeeds(items, path):
+    """Appends to its argument, then fails on its first call: a retry must get the
+    original argument, not the one the failed attempt changed."""
+    items.append("x")
+    if not os.path.exists(path):
+        open(path, "w").close()
+        raise RuntimeError("first attempt fails")
+    return len(items)
