@@ -312,7 +312,9 @@ def _serve_one(conn, server, lock):
     finally:
         for fd in fds:
             os.close(fd)
-    print(f"[dato-dist launcher] driver {pid}: {' '.join(request['argv'][:4])}", flush=True)
+    argv = request["argv"]
+    job = argv[argv.index("--job") + 1] if "--job" in argv[:-1] else "?"
+    print(f"[dato-dist launcher] driver {pid} for job {job}", flush=True)
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 

@@ -145,6 +145,26 @@ class Jobs(_Collection):
     not_found = JobNotFound
     columns = ["Index", "Environment", "Name", "Creation date"]
 
+    def reserve(self, name, uri, environment_name, created):
+        """Claim ``name`` on this machine: False if another process has it already.
+
+        The entry is created exclusively, so two clients that pick the same default name
+        in the same second get one each, never one job folder for two jobs.
+        """
+        path = self._dir() / f"{name}.json"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump({"name": name, "uri": uri, "environment": environment_name,
+                       "created": created}, f)
+        return True
+
+    def release(self, name):
+        """Forget a reserved name whose job was never created."""
+        self._remove(name)
+
     def register(self, name, uri, environment_name, created):
         self._save({"name": name, "uri": uri, "environment": environment_name,
                     "created": created})

@@ -111,12 +111,15 @@ def resolve_environment(environment, logger):
     return environment
 
 
-def unique_name(name, store):
-    """``name``, or ``name-<5 hex>`` when a job of that name exists here or in the store."""
+def unique_name(name, store, environment_name):
+    """``name``, or ``name-<5 hex>`` when a job of that name exists here or in the store;
+    the name returned is reserved in this machine's session (see ``Jobs.reserve``)."""
     candidate = name
-    while jobs.has(candidate) or store.exists(f"{candidate}/spec.json"):
+    while True:
+        if not store.exists(f"{candidate}/spec.json") and jobs.reserve(
+                candidate, store.display_path(candidate), environment_name, time.time()):
+            return candidate
         candidate = f"{name}-{secrets.token_hex(3)[:5]}"
-    return candidate
 
 
 def _user_modules(*functions):
@@ -194,15 +197,19 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     store = Store(env.store_uri(config), write_retries=config["store.write_retries"])
     store.check()
     name = name or f"{fname}-{time.strftime('%b-%d-%Y-%H-%M-%S')}"
-    final_name = unique_name(name, store)
+    final_name = unique_name(name, store, env.name)
     if final_name != name:
         logger.info("A job with name '%s' already exists. Renaming the job to '%s'.",
                     name, final_name)
     name = final_name
     files = JobFiles(store, name)
     settings = job_settings(config)
-    # The driver starts up while the job is serialized and written.
-    prepared = env.prepare(files, settings, config)
+    try:
+        # The driver starts up while the job is serialized and written.
+        prepared = env.prepare(files, settings, config)
+    except BaseException:
+        jobs.release(name)
+        raise
     try:
         with _by_value(env, function, combiner_function):
             function_bytes = _dumps(function, f"the function '{fname}'")
@@ -230,6 +237,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         files.write_spec(spec)
     except BaseException:
         env.abandon(prepared)
+        jobs.release(name)
         raise
     jobs.register(name, files.uri, env.name, spec["created"])
     logger.info("Validation complete. Job: '%s' ready for execution.", name)

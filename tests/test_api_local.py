@@ -2,7 +2,10 @@
 
 import functools
 import logging
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +13,7 @@ import dato_dist as gl
 from dato_dist.errors import JobFailed, TasksFailed
 from tests import tasks
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_PARAMS = [{"x": 20, "y": 20}, {"x": None, "y": 10}, {"x": 5, "y": 5}]
 GOOD_PARAMS = [{"x": 20, "y": 20}, {"x": 10, "y": 10}, {"x": 5, "y": 5}]
 
@@ -117,6 +121,34 @@ def test_names_validated_and_renamed(env2, caplog):
     assert re.match(r"^my-job-[0-9a-f]{5}$", second.name)
     assert f"Renaming the job to '{second.name}'" in caplog.text
     assert first.get_results() == second.get_results() == 2
+
+
+def test_concurrent_clients_never_share_a_job(tmp_path):
+    """Two processes creating jobs of the same function at the same time (same default
+    name, to the second) each get their own job."""
+    code = ("import sys\n"
+            "import dato_dist as gl\n"
+            "from tests import tasks\n"
+            "env = gl.deploy.environment.LocalAsync('race', num_workers=1)\n"
+            "k = int(sys.argv[1])\n"
+            "for rep in range(15):\n"
+            "    job = gl.deploy.map_job.create(tasks.add, [{'x': k, 'y': rep}], "
+            "environment=env)\n"
+            "    assert job.get_map_results() == [k + rep], (job.name, job.get_map_results())\n"
+            "    print(job.name, flush=True)\n")
+    clients = [subprocess.Popen([sys.executable, "-c", code, str(k * 100)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for k in (1, 2)]
+    names = []
+    for proc in clients:
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, err
+        names += out.split()
+    assert len(names) == 30 and len(set(names)) == 30
+    assert all(n in gl.deploy.jobs for n in names)
 
 
 def test_jobs_collection(env2):
