@@ -42,6 +42,13 @@ def cmd_demo(args):
     print(job.get_map_results())
     print(">>> print(job.get_results())")
     print(job.get_results())
+    from . import launcher
+    from .config import load
+
+    for info in launcher.running(load().home):
+        print(f"\n(The local launcher, pid {info['pid']}, stays up for "
+              f"{load()['local.launcher_idle_timeout']:.0f} idle seconds to start the next "
+              "job at once; `dato-dist launcher stop` stops it.)")
     return 0
 
 

@@ -318,6 +318,28 @@ def _serve_one(conn, server, lock):
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
+def _remove_stale(path):
+    """Remove the lock and log files of other launchers of this folder that are gone
+    (an older dato-dist build's); a file whose lock is held stays."""
+    import fcntl
+
+    folder, mine = os.path.dirname(path), os.path.basename(path)[:-len(".sock")]
+    for name in os.listdir(folder):
+        stem = name.rsplit(".", 1)[0]
+        if not (name.startswith(SOCKET_PREFIX) and name.endswith(".lock")) or stem == mine:
+            continue
+        try:
+            with open(os.path.join(folder, name), "a") as other:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                for suffix in (".log", ".lock"):
+                    try:
+                        os.unlink(os.path.join(folder, stem + suffix))
+                    except FileNotFoundError:
+                        pass
+        except OSError:
+            continue  # held: that launcher still runs
+
+
 def serve(path, idle_timeout):
     """Run the launcher for socket ``path`` until idle for ``idle_timeout`` s or SIGTERM."""
     import fcntl
@@ -328,6 +350,7 @@ def serve(path, idle_timeout):
     except BlockingIOError:
         return 0  # another launcher serves this socket
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    _remove_stale(path)
     _preload()
     pid_path = path[:-len(".sock")] + ".pid"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -29,6 +29,7 @@ def test_demo_prints_the_seed_outputs():
     assert "unsupported operand type(s..." in out.stdout
     assert "Validation complete" in out.stderr
     assert "[####" not in out.stderr  # no progress bar when not on a terminal
+    assert "`dato-dist launcher stop` stops it" in out.stdout  # what stays up, and how to stop it
 
 
 def test_jobs_and_job_subcommands(env2):

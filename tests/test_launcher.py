@@ -178,3 +178,21 @@ def test_only_its_user_may_use_it(dato_home, env2, tmp_path_factory):
         os.unlink(public)
     assert gl.deploy.map_job.create(tasks.add, [{"x": 2, "y": 1}],
                                     environment=env2).get_map_results() == [3]
+
+
+def test_files_of_gone_launchers_are_removed(dato_home, env2):
+    import fcntl
+
+    launcher.stop(dato_home)
+    run = launcher.run_dir(dato_home)
+    for name in ("launcher-0000000000000000.lock", "launcher-0000000000000000.log",
+                 "launcher-1111111111111111.lock"):
+        open(os.path.join(run, name), "w").close()
+    with open(os.path.join(run, "launcher-1111111111111111.lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running launcher holds it
+        job = gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 1}], environment=env2)
+        assert job.get_map_results() == [2]
+        left = sorted(os.listdir(run))
+    assert "launcher-0000000000000000.lock" not in left
+    assert "launcher-0000000000000000.log" not in left
+    assert "launcher-1111111111111111.lock" in left
