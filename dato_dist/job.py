@@ -44,6 +44,7 @@ class Job:
         self._spec = spec or files.read_spec()
         self._env = None
         self._records = Records()
+        self._records_complete = False
         self._final_state = None
         self._launch = None
 
@@ -194,8 +195,12 @@ class Job:
 
     # -- results ---------------------------------------------------------------------------
     def _read_records(self):
-        if len(self._records) < len(self._spec["task_names"]) + self._spec["has_combiner"]:
+        if not self._records_complete:
+            # The driver writes its last results before the final state: records read
+            # after the final state was seen are all there will be.
+            complete = self._final_state is not None
             self._records = self._files.read_results()
+            self._records_complete = complete
         return self._records
 
 
@@ -220,7 +225,7 @@ class Job:
         records = self._read_records()
         if self._spec["has_combiner"]:
             return records.value(COMBINER_INDEX)
-        failed = [i for i in range(len(self._spec["task_names"])) if not records.completed(i)]
+        failed = records.not_completed(len(self._spec["task_names"]))
         if failed:
             first = records.get(failed[0], {})
             raise TasksFailed(

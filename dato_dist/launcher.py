@@ -138,18 +138,21 @@ def start_driver(home, argv, fds, *, idle_timeout, start_timeout=10.0, started=N
     if len(path.encode()) >= _AF_UNIX_PATH_MAX:
         raise LauncherUnavailable(f"the socket path is too long for AF_UNIX: {path}")
     deadline = time.monotonic() + start_timeout
-    launched = False
+    proc = None
     last_error = None
     while time.monotonic() < deadline:
         try:
             sock = _connect(path, max(0.1, deadline - time.monotonic()))
         except (FileNotFoundError, ConnectionRefusedError) as e:
             last_error = e
-            if not launched:
+            if proc is None:
                 proc = _start(path, idle_timeout)
-                launched = True
                 if started is not None:
                     started(proc)
+            elif proc.poll():  # (0: another launcher had the lock; it is coming up)
+                raise LauncherUnavailable(
+                    f"the launcher exited with status {proc.returncode} as it started; "
+                    f"see {path[:-len('.sock')]}.log") from e
             time.sleep(0.01)
             continue
         except OSError as e:
@@ -160,7 +163,7 @@ def start_driver(home, argv, fds, *, idle_timeout, start_timeout=10.0, started=N
                 return _request(sock, argv, fds)
         except (ConnectionError, socket.timeout) as e:
             # A launcher that was exiting (idle) as we connected: start another one.
-            last_error, launched = e, False
+            last_error, proc = e, None
             continue
         except OSError as e:
             raise LauncherUnavailable(f"the launcher at {path} failed: {e}") from e

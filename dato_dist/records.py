@@ -94,20 +94,27 @@ class Records(collections.abc.Mapping):
 
     def __init__(self, batches=()):
         self._batches = []
-        self._where = {}  # index -> (batch, position) or (record, None)
+        self._where = None  # index -> (batch, position) or (record, None), built on demand
         for batch in batches:
             self.add(batch)
 
     def add(self, batch):
         self._batches.append(batch)
-        where = self._where
-        for pos, index in enumerate(batch["index"]):
-            where[index] = (batch, pos)
-        for record in batch["other"]:
-            where[record["index"]] = (record, None)
+        self._where = None
+
+    def _index(self):
+        if self._where is None:
+            where = {}
+            for batch in self._batches:
+                for pos, index in enumerate(batch["index"]):
+                    where[index] = (batch, pos)
+                for record in batch["other"]:
+                    where[record["index"]] = (record, None)
+            self._where = where
+        return self._where
 
     def __getitem__(self, index):
-        item, pos = self._where[index]
+        item, pos = self._index()[index]
         if pos is None:
             return item
         value = item["values"][pos]
@@ -118,19 +125,31 @@ class Records(collections.abc.Mapping):
                 "attempts": item["attempts"][pos], "worker": item["worker"]}
 
     def __iter__(self):
-        return iter(self._where)
+        return iter(self._index())
 
     def __len__(self):
-        return len(self._where)
+        return len(self._index())
 
     def completed(self, index):
-        found = self._where.get(index)
+        found = self._index().get(index)
         return found is not None and (found[1] is not None
                                       or found[0]["status"] == "Completed")
 
+    def not_completed(self, n):
+        """Indices in ``0..n-1`` of the tasks that did not complete (failed or not run)."""
+        done = set()
+        for batch in self._batches:  # in order: a later batch wins
+            done.update(batch["index"])
+            for record in batch["other"]:
+                if record["status"] == "Completed":
+                    done.add(record["index"])
+                else:
+                    done.discard(record["index"])
+        return [i for i in range(n) if i not in done]
+
     def value(self, index):
         """The result of task ``index`` (unpickled); KeyError if it has no record."""
-        item, pos = self._where[index]
+        item, pos = self._index()[index]
         if pos is None:
             raw = item["result"]
             return None if raw is None else serialize.loads(raw)

@@ -4,6 +4,7 @@
 import contextlib
 import functools
 import inspect
+import itertools
 import os
 import secrets
 import socket
@@ -179,13 +180,13 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     fname = function_name(function)
     task_names = [f"{fname}-0-{i}" for i in range(len(task_kwargs))]
     signature = signature_of(function)
-    bound_key_sets = set()  # binding depends on the argument names only
-    for i, kwargs in enumerate(task_kwargs):
-        keys = frozenset(kwargs)
-        if keys not in bound_key_sets:
-            bind_kwargs(function, signature, kwargs, "The keyword arguments" if kind == "job"
-                        else f"parameter_set[{i}] ({task_names[i]})")
-            bound_key_sets.add(keys)
+    # Binding depends on the argument names only: bind each distinct set of names once.
+    key_sets = set(map(frozenset, task_kwargs))
+    firsts = [0] if len(key_sets) == 1 else {
+        keys: i for i, keys in reversed(list(enumerate(map(frozenset, task_kwargs))))}.values()
+    for i in sorted(firsts):
+        bind_kwargs(function, signature, task_kwargs[i], "The keyword arguments"
+                    if kind == "job" else f"parameter_set[{i}] ({task_names[i]})")
     if name is not None:
         check_name(name, "job name")
     if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
@@ -279,6 +280,9 @@ def expand_parameter_set(parameter_set):
     items = list(parameter_set)
     if not items:
         raise NothingToDo("An empty parameter_set was given. Nothing to do.")
+    if set(map(type, items)) == {dict} and set(
+            map(type, itertools.chain.from_iterable(items))) <= {str}:
+        return items  # the common case, checked at C speed
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise InvalidArgumentType(

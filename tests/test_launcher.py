@@ -133,7 +133,7 @@ def test_no_launcher_falls_back_to_spawning(tmp_path):
     try:
         out = _client(home, JOB)
         assert out.returncode == 0 and out.stdout.strip() == "[3]", out.stderr
-        assert "Starting the job's driver as a new interpreter" in out.stderr
+        assert "Starting job drivers as new interpreters" in out.stderr
         assert "too long" in out.stderr
         assert launcher.running(home) == []
     finally:
@@ -196,3 +196,18 @@ def test_files_of_gone_launchers_are_removed(dato_home, env2):
     assert "launcher-0000000000000000.lock" not in left
     assert "launcher-0000000000000000.log" not in left
     assert "launcher-1111111111111111.lock" in left
+
+
+def test_a_launcher_that_cannot_start_is_not_waited_for(tmp_path):
+    home = tmp_path / "home"
+    os.makedirs(launcher.socket_path(home))  # a folder where its socket must go: bind fails
+    two_jobs = JOB + ("print(gl.deploy.map_job.create(tasks.add, [{'x': 2, 'y': 2}], "
+                      "environment=env).get_map_results())\n")
+    try:
+        out = _client(home, two_jobs)
+        assert out.returncode == 0 and out.stdout.split() == ["[3]", "[4]"], out.stderr
+        assert "the launcher exited with status 1 as it started" in out.stderr
+        assert out.stderr.count("Starting job drivers as new interpreters") == 1
+        assert launcher.running(home) == []
+    finally:
+        launcher.stop(home)

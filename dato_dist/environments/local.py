@@ -59,10 +59,17 @@ def _remember_done_fd(key, fd):
         os.close(_done_fds.popitem(last=False)[1])
 
 
+#: Why the launcher could not be used in this process (then every job spawns its driver).
+_launcher_failed = None
+
+
 def _launch_driver(argv, log_path, done_w, config):
     """Have the local launcher fork the driver; None when it cannot (the caller spawns)."""
+    global _launcher_failed
     from .. import launcher
 
+    if _launcher_failed is not None:
+        return None
     go_r, go_w = os.pipe()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
@@ -71,7 +78,9 @@ def _launch_driver(argv, log_path, done_w, config):
                                     started=_children.append)
     except launcher.LauncherUnavailable as e:
         os.close(go_w)
-        log.warning("Starting the job's driver as a new interpreter: %s", e)
+        _launcher_failed = str(e)
+        log.warning("Starting job drivers as new interpreters from now on in this process "
+                    "(slower): %s", e)
         return None
     except BaseException:
         os.close(go_w)
