@@ -35,6 +35,34 @@ MAX_TASK_LOSSES = 3
 RUNNER_LOST = "RunnerLost"
 
 
+class _TaskQueue:
+    """Indices of the tasks waiting to run, in order. They are kept as ranges (and short
+    lists of re-queued tasks), so handing out a batch of thousands is a slice, not a loop."""
+
+    def __init__(self, n):
+        self._parts = collections.deque([range(n)] if n else [])
+        self._len = n
+
+    def __len__(self):
+        return self._len
+
+    def take(self, k):
+        """Up to ``k`` indices from the front (fewer when the front part is shorter): a
+        ``range`` or a list."""
+        first = self._parts[0]
+        if len(first) <= k:
+            self._parts.popleft()
+        else:
+            first, self._parts[0] = first[:k], first[k:]
+        self._len -= len(first)
+        return first
+
+    def push_front(self, indices):
+        if indices:
+            self._parts.appendleft(list(indices))
+            self._len += len(indices)
+
+
 class _Runner:
     def __init__(self, conn, runner_id, pid, host):
         self.conn, self.id, self.pid, self.host = conn, runner_id, pid, host
@@ -149,7 +177,7 @@ class Driver:
         self.local = local_runners
         self.names = spec["task_names"]
         self.n = len(self.names)
-        self.pending = collections.deque(range(self.n))
+        self.pending = _TaskQueue(self.n)
         self.done = set()
         self.failed = 0
         self.losses = collections.Counter()
@@ -209,7 +237,7 @@ class Driver:
                     RUNNER_LOST, f"the runner died {MAX_TASK_LOSSES} times while running this "
                     "task (killed, out of memory, or the task ended its process)", None)
                 self._add_records(records.of_records([record]))
-            self.pending.extendleft(reversed(unfinished))
+            self.pending.push_front(unfinished)
         if runner.has_combiner and self.combiner_record is None:
             self.combiner_assigned = False
         if self.local is not None and runner.id.isdigit():
@@ -222,7 +250,8 @@ class Driver:
         finished = records.indices(batch)
         if not finished:
             return
-        repeated = {i for i in finished if i in self.done}  # re-queued, finished twice
+        repeated = () if self.done.isdisjoint(finished) else {
+            i for i in finished if i in self.done}  # re-queued, finished twice
         if repeated:
             batch = records.without(batch, repeated)  # the first result stays
         for rec in batch["other"]:
@@ -267,10 +296,16 @@ class Driver:
             return self._send(runner, (P.STOP,))
         if self.pending:
             size = self._batch_size()
-            batch = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            batch = self.pending.take(size)
             runner.inflight.extend(batch)
             runner.idle = False
-            return self._send(runner, (P.TASKS, [(i, self.names[i], self.tasks[i]) for i in batch]))
+            if isinstance(batch, range):
+                names = self.names[batch.start:batch.stop]
+                tasks = self.tasks[batch.start:batch.stop]
+            else:
+                names = [self.names[i] for i in batch]
+                tasks = [self.tasks[i] for i in batch]
+            return self._send(runner, (P.TASKS, batch, names, tasks))
         if self._map_finished() and self.spec["has_combiner"] and not self.combiner_assigned:
             done = self.files_records()
             pairs = [(self.names[i], done[i]["result"] if i in done else None)

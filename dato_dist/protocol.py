@@ -6,12 +6,14 @@ store). Every message is a tuple whose first item is its kind:
 
 runner -> driver
     ``(HELLO, runner_id, pid, host)``          first message on a connection
-    ``(WANT, records)``                        finished records; asks for more work (replied)
+    ``(WANT, records)``                        finished records (a batch, see records.py);
+                                               asks for more work (replied)
     ``(RESULTS, records)``                     finished records mid-batch (not replied)
     ``(BEAT, current)``                        heartbeat; ``current`` is ``(index, start)`` or None
 driver -> runner
     ``(SETUP, function_bytes, combiner_bytes, max_retries)``   reply to HELLO
-    ``(TASKS, [(index, name, kwargs_bytes), ...])``            reply to WANT
+    ``(TASKS, indices, names, kwargs)``    reply to WANT: a batch; ``indices`` is a range or
+                                           a list; each kwargs a dict or its pickle
     ``(COMBINE, [(name, result_bytes or None), ...])``         reply to WANT: run the combiner
     ``(STOP,)``                                                reply to WANT: no more work
 

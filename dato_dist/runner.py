@@ -164,7 +164,7 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
                 continue
             last_send = last_out = time.monotonic()
             tiny = False  # the previous task took under TINY_TASK seconds
-            for index, name, payload in msg[1]:
+            for index, name, payload in zip(msg[1], msg[2], msg[3]):
                 state["index"] = index
                 sys.stdout.write(f"[dato-dist] task {name} started\n")
                 now = time.monotonic()
