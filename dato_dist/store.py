@@ -190,8 +190,15 @@ class Store:
             self.fs.move(tmp, target)
 
     def write_json(self, rel, obj):
-        """Write ``obj`` as indented JSON to ``rel`` atomically (readable by operators)."""
-        self.write_bytes(rel, json.dumps(obj, indent=1, sort_keys=True).encode(), framed=False)
+        """Write ``obj`` as JSON to ``rel`` atomically, one top-level key per line (readable
+        by operators, and encoded by json's C encoder, which ``indent`` would turn off)."""
+        if isinstance(obj, dict):
+            text = "{\n" + ",\n".join(
+                f" {json.dumps(str(key))}: {json.dumps(value, sort_keys=True)}"
+                for key, value in sorted(obj.items())) + "\n}"
+        else:
+            text = json.dumps(obj, sort_keys=True)
+        self.write_bytes(rel, text.encode(), framed=False)
 
     # -- reading -------------------------------------------------------------------------
     def read_bytes(self, rel, *, framed=True):
