@@ -7,8 +7,9 @@ store. With ``--local-runners N`` it also starts N runners on this machine (fork
 pyarrow is imported, so they start in milliseconds) and replaces those that die.
 
 Batches follow guided self-scheduling, capped so a batch takes about
-:data:`TARGET_BATCH_SECONDS` at the measured task time: 10,000 tiny tasks travel in a few
-messages, while slow tasks go out one or a few at a time.
+:data:`TARGET_BATCH_SECONDS` at the measured task time and floored at
+:data:`MIN_BATCH_SECONDS` of it: 10,000 tiny tasks travel in a few messages, while slow
+tasks go out one or a few at a time.
 """
 
 import argparse
@@ -29,6 +30,7 @@ from . import procs, records
 from . import protocol as P
 
 TARGET_BATCH_SECONDS = 0.25
+MIN_BATCH_SECONDS = 0.005
 #: A task whose runner died this many times while running it is recorded as Failed.
 MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
@@ -166,14 +168,49 @@ class _LocalRunners:
             time.sleep(0.02)
 
 
+class Acceptor:
+    """Accepts runner connections (their HMAC handshake included) on a thread from the
+    moment it is made, so runners get in while the driver still reads its job; ``wake_r``
+    becomes readable when ``conns`` has new ones."""
+
+    def __init__(self, listener):
+        self.listener = listener
+        self.conns = collections.deque()
+        self.wake_r, self._wake_w = socket.socketpair()
+        self.closed = False
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                conn = self.listener.accept()
+            except (OSError, EOFError, AuthenticationError):
+                if self.closed:
+                    return
+                continue  # a bad handshake (wrong key): ignore that client
+            P.set_nodelay(conn)
+            self.conns.append(conn)
+            try:
+                self._wake_w.send(b"x")
+            except OSError:
+                return
+
+    def close(self):
+        self.closed = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+
+
 class Driver:
     """Schedules one job's tasks over its runners and records everything in the store."""
 
-    def __init__(self, files, spec, listener, authkey, *, local_runners=None, done_fd=None):
+    def __init__(self, files, spec, acceptor, authkey, *, local_runners=None, done_fd=None):
         self.files, self.spec = files, spec
         self.done_fd = done_fd  # a byte written here wakes a client waiting in this job
         self.settings = spec["settings"]
-        self.listener, self.authkey = listener, authkey
+        self.acceptor, self.authkey = acceptor, authkey
         self.local = local_runners
         self.names = spec["task_names"]
         self.n = len(self.names)
@@ -191,32 +228,13 @@ class Driver:
         self.error = None
         self.state = {"status": "Running", "started": time.time(), "ended": None,
                       "error": None, "driver": procs.describe_self(),
-                      "address": list(listener.address)}
-        self._new_conns = collections.deque()
-        self._wake_r, self._wake_w = socket.socketpair()
+                      "address": list(acceptor.listener.address)}
         self._state_dirty = True
         self.last_flush = 0.0
         self.last_cancel_check = 0.0
         self.no_runner_since = None
 
     # -- connections ---------------------------------------------------------------------
-    def _accept_loop(self):
-        while True:
-            try:
-                conn = self.listener.accept()
-            except (OSError, EOFError, AuthenticationError):
-                if self.listener_closed:
-                    return
-                continue  # a bad handshake (wrong key): ignore that client
-            P.set_nodelay(conn)
-            self._new_conns.append(conn)
-            try:
-                self._wake_w.send(b"x")
-            except OSError:
-                return
-
-    listener_closed = False
-
     def _lose(self, runner, why):
         """Forget ``runner``; its unfinished tasks go back to the front of the queue."""
         self.runners.pop(runner.conn, None)
@@ -281,6 +299,9 @@ class Driver:
             size = min(size, 1)
         elif self.avg_task_time > 0:
             size = min(size, max(1, int(TARGET_BATCH_SECONDS / self.avg_task_time)))
+            # A round trip must buy enough work: GSS's tail of batches of a few tiny tasks
+            # would cost more in messages than the tasks take.
+            size = max(size, int(MIN_BATCH_SECONDS / self.avg_task_time))
         return max(1, min(size, self.settings["max_batch_size"]))
 
     def _map_finished(self):
@@ -425,15 +446,15 @@ class Driver:
         fn_bytes, comb_bytes, self.tasks = self.files.read_payload()
         self.function_bytes, self.combiner_bytes = fn_bytes, comb_bytes
         self._write_state()
-        threading.Thread(target=self._accept_loop, daemon=True).start()
         flush_interval = self.settings["flush_interval"]
         while not (self.finished() or self.cancel_requested or self.error):
-            ready = wait(list(self.runners) + [self._wake_r], timeout=0.1)
+            wake_r, new = self.acceptor.wake_r, self.acceptor.conns
+            ready = wait(list(self.runners) + [wake_r], timeout=0.1)
             for conn in ready:
-                if conn is self._wake_r:
-                    self._wake_r.recv(4096)
-                    while self._new_conns:
-                        self._handle(self._new_conns.popleft())
+                if conn is wake_r:
+                    wake_r.recv(4096)
+                    while new:
+                        self._handle(new.popleft())
                 else:
                     self._handle(conn)
             self._wake_idle()
@@ -468,7 +489,7 @@ class Driver:
             except OSError:
                 pass  # the client is gone: nobody to wake
         self._wake_idle()  # idle runners get STOP
-        self.listener_closed = True
+        self.acceptor.closed = True
         for runner in list(self.runners.values()):
             self._send(runner, (P.STOP,))
         if self.local is not None:
@@ -476,10 +497,7 @@ class Driver:
                 for slot in list(self.local.procs):
                     self.local.kill(slot, signal.SIGTERM)
             self.local.stop_all()
-        try:
-            self.listener.close()
-        except OSError:
-            pass
+        self.acceptor.close()
         print(f"[dato-dist] job {self.files.job_id} {status}", flush=True)
         return 0
 
@@ -498,12 +516,14 @@ def bind_listener(host, port_range, authkey):
 
 
 def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(signal.SIGTERM,),
-        done_fd=None):
+        done_fd=None, acceptor=None):
     """Run the job ``job_id`` of the store at ``store_uri`` to its end; return its status.
 
-    ``listener`` is bound already (runners connect to it); ``local``, if given, manages
-    runner processes on this machine. Any of ``cancel_signals`` cancels the job.
+    ``listener`` is bound already (runners connect to it), and may be accepting already
+    (``acceptor``); ``local``, if given, manages runner processes on this machine. Any of
+    ``cancel_signals`` cancels the job.
     """
+    acceptor = acceptor or Acceptor(listener)
     from .jobfiles import JobFiles
     from .store import Store
 
@@ -512,7 +532,7 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
         signal.signal(sig, lambda *a: pending_signals.append(a[0]))
     files = JobFiles(Store(store_uri), job_id)
     spec = files.read_spec()
-    driver = Driver(files, spec, listener, authkey, local_runners=local, done_fd=done_fd)
+    driver = Driver(files, spec, acceptor, authkey, local_runners=local, done_fd=done_fd)
     for sig in cancel_signals:  # a cancel ends the loop at its next turn
         signal.signal(sig, lambda *a: setattr(driver, "cancel_requested", True))
     if pending_signals:
@@ -562,6 +582,7 @@ def main(argv=None):
         local = _LocalRunners(listener.address, authkey, args.local_log_dir, opts)
         for slot in range(args.local_runners):
             local.fork(slot, listener)
+    acceptor = Acceptor(listener)  # runners get in while we wait and read the job
     if args.wait_go:
         import pyarrow.fs  # noqa: F401  (the slowest import, done while the client writes)
 
@@ -572,10 +593,12 @@ def main(argv=None):
                 break
             line += chunk
         if line.strip() != b"go":
+            acceptor.close()
             if local is not None:
                 local.stop_all(grace=0.5)
             return 0
-    status = run(args.store, args.job, listener, authkey, local=local, done_fd=args.done_fd)
+    status = run(args.store, args.job, listener, authkey, local=local, done_fd=args.done_fd,
+                 acceptor=acceptor)
     return 0 if status in ("Completed", "Canceled") else 1
 
 
