@@ -7,9 +7,8 @@ store. With ``--local-runners N`` it also starts N runners on this machine (fork
 pyarrow is imported, so they start in milliseconds) and replaces those that die.
 
 Batches follow guided self-scheduling, capped so a batch takes about
-:data:`TARGET_BATCH_SECONDS` at the measured task time and floored at
-:data:`MIN_BATCH_SECONDS` of it: 10,000 tiny tasks travel in a few messages, while slow
-tasks go out one or a few at a time.
+:data:`TARGET_BATCH_SECONDS` at the measured task time: 10,000 tiny tasks travel in a few
+messages, while slow tasks go out one or a few at a time.
 """
 
 import argparse
@@ -30,7 +29,6 @@ from . import procs, records
 from . import protocol as P
 
 TARGET_BATCH_SECONDS = 0.25
-MIN_BATCH_SECONDS = 0.005
 #: A task whose runner died this many times while running it is recorded as Failed.
 MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
@@ -299,9 +297,6 @@ class Driver:
             size = min(size, 1)
         elif self.avg_task_time > 0:
             size = min(size, max(1, int(TARGET_BATCH_SECONDS / self.avg_task_time)))
-            # A round trip must buy enough work: GSS's tail of batches of a few tiny tasks
-            # would cost more in messages than the tasks take.
-            size = max(size, int(MIN_BATCH_SECONDS / self.avg_task_time))
         return max(1, min(size, self.settings["max_batch_size"]))
 
     def _map_finished(self):

@@ -30,9 +30,14 @@ _HEADER = struct.Struct(">4sQI")  # magic, payload length, crc32
 _OBJECT_STORES = {"s3", "gcs"}
 
 
+def header(payload):
+    """The store's integrity header for ``payload``."""
+    return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload))
+
+
 def frame(payload):
     """``payload`` with the store's integrity header in front."""
-    return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+    return header(payload) + payload
 
 
 def unframe(data, path):
@@ -150,7 +155,8 @@ class Store:
     # -- writing -------------------------------------------------------------------------
     def write_bytes(self, rel, data, *, framed=True):
         """Write ``data`` to ``rel`` atomically (framed for integrity unless told not to)."""
-        payload = frame(data) if framed else data
+        # The header and the data are written one after the other: no copy of the data.
+        parts = (header(data), data) if framed else (data,)
         target = self.path(rel)
         parent = target.rsplit("/", 1)[0]
 
@@ -162,12 +168,14 @@ class Store:
             self.fs.create_dir(parent, recursive=True)
             if self._atomic_put:
                 with self.fs.open_output_stream(target) as out:
-                    out.write(payload)
+                    for part in parts:
+                        out.write(part)
                 return
             tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
             try:
                 with self.fs.open_output_stream(tmp) as out:
-                    out.write(payload)
+                    for part in parts:
+                        out.write(part)
                 self._replace(tmp, target)
             except BaseException:
                 try:
