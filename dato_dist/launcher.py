@@ -109,7 +109,7 @@ def _start(path, idle_timeout):
 
 
 def _request(sock, argv, fds):
-    payload = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(),
+    payload = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": procs.current_dir(),
                           "path": list(sys.path)}).encode()
     data = struct.pack(">I", len(payload)) + payload
     sent = socket.send_fds(sock, [data[:65536]], list(fds))
@@ -268,7 +268,11 @@ def _become_driver(request, fds, close):
             signal.signal(sig, signal.SIG_DFL)
         os.environ.clear()
         os.environ.update(request["env"])
-        os.chdir(request["cwd"])
+        try:
+            os.chdir(request["cwd"] or "/")  # None: the client's folder was deleted
+        except OSError as e:  # deleted since
+            print(f"[dato-dist] cannot enter the client's folder: {e}; using /", flush=True)
+            os.chdir("/")
         sys.path[:] = request["path"]
         from . import driver
 

@@ -43,6 +43,14 @@ def is_alive(pid, started=None):
     return started is None or int(fields[19]) == started
 
 
+def current_dir():
+    """``os.getcwd()``, or None when this process's folder has been deleted."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
+
+
 def describe_self():
     """What a later process needs to check that this one is still alive."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "start_time": start_time(os.getpid())}

@@ -13,7 +13,7 @@ import time
 
 import cloudpickle
 
-from . import _version, jobfiles, serialize
+from . import _version, jobfiles, procs, serialize
 from .config import Config
 from .environments import Environment
 from .errors import (EnvironmentNotFound, InvalidArgument, InvalidArgumentType, NothingToDo,
@@ -229,7 +229,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             "code": _source(function), "dato_dist_version": _version.__version__,
             "required_packages": sorted(set(getattr(function, "required_packages", [])
                                             or [])),
-            "client": {"host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(),
+            "client": {"host": socket.gethostname(), "pid": os.getpid(), "cwd": procs.current_dir(),
                        "python": sys.version.split()[0]},
             "settings": settings,
         }

@@ -152,7 +152,7 @@ def test_concurrent_clients_never_share_a_job(tmp_path):
 
 
 def test_jobs_collection(env2):
-    a = gl.deploy.job.create(tasks.add, name="coll-a", environment=env2, x=1, y=1)
+    gl.deploy.job.create(tasks.add, name="coll-a", environment=env2, x=1, y=1)
     b = gl.deploy.job.create(tasks.add, name="coll-b", environment=env2, x=2, y=2)
     assert gl.deploy.jobs[0].name == "coll-b"  # newest first
     assert gl.deploy.jobs["coll-a"].get_results() == 2

@@ -211,3 +211,14 @@ def test_a_launcher_that_cannot_start_is_not_waited_for(tmp_path):
         assert launcher.running(home) == []
     finally:
         launcher.stop(home)
+
+
+@pytest.mark.parametrize("method", ["launcher", "spawn"])
+def test_a_client_in_a_deleted_folder_still_runs_jobs(env2, tmp_path, monkeypatch, method):
+    monkeypatch.setenv("DATO_DIST_LOCAL_START_METHOD", method)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    job = gl.deploy.map_job.create(tasks.add, [{"x": 5, "y": 5}], environment=env2)
+    assert job.get_map_results() == [10]

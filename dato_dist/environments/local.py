@@ -170,9 +170,11 @@ class LocalAsync(Environment):
             if proc is None:
                 env = dict(os.environ)
                 # Functions pickled by reference must import in the runners as they do here.
-                env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd()] + sys.path if p)
+                env["PYTHONPATH"] = os.pathsep.join(
+                    p for p in [procs.current_dir()] + sys.path if p)
                 with open(log_path, "ab") as out:
-                    proc = subprocess.Popen(cmd + ["--done-fd", str(done_w)], stdin=subprocess.PIPE, stdout=out,
+                    proc = subprocess.Popen(cmd + ["--done-fd", str(done_w)],
+                                            stdin=subprocess.PIPE, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True,
                                             env=env, pass_fds=(done_w,))
                 _children.append(proc)
