@@ -56,12 +56,21 @@ def _flatten(tree, source):
     return flat
 
 
+_parsed = {}  # path -> (mtime_ns, size, flattened values): a file is parsed once per change
+
+
 def _read_toml(path):
+    st = os.stat(path)
+    cached = _parsed.get(str(path))
+    if cached is not None and cached[:2] == (st.st_mtime_ns, st.st_size):
+        return dict(cached[2])
     try:
         with open(path, "rb") as f:
-            return _flatten(tomllib.load(f), path)
+            flat = _flatten(tomllib.load(f), path)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"The config file {path} is not valid TOML: {e}") from None
+    _parsed[str(path)] = (st.st_mtime_ns, st.st_size, flat)
+    return dict(flat)
 
 
 def _convert(key, value, default, source):

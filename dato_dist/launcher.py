@@ -42,6 +42,7 @@ from . import procs
 
 SOCKET_PREFIX = "launcher-"
 _MAX_REQUEST = 16 * 1024 * 1024
+_MAX_LOG_BYTES = 1024 * 1024
 _FDS = 3  # stdin, done pipe, log file
 _AF_UNIX_PATH_MAX = 104  # the smallest sun_path of the platforms we run on, minus a NUL
 
@@ -100,7 +101,11 @@ def _start(path, idle_timeout):
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in [package_parent, env.get("PYTHONPATH", "")] if p)
     log_path = path[:-len(".sock")] + ".log"
-    with open(log_path, "ab") as log:
+    try:
+        too_big = os.path.getsize(log_path) > _MAX_LOG_BYTES
+    except OSError:
+        too_big = False
+    with open(log_path, "wb" if too_big else "ab") as log:  # a line per job: start afresh
         return subprocess.Popen(
             [sys.executable, "-m", "dato_dist.launcher", "--socket", path,
              "--idle-timeout", str(idle_timeout)],
