@@ -321,6 +321,11 @@ def _serve_one(conn, server, lock):
             pid = os.fork()
         if pid == 0:
             _become_driver(request, fds, close=(conn, server, lock))
+    except OSError as e:  # out of processes or memory: the client spawns instead
+        print(f"[dato-dist launcher] fork failed: {e}", flush=True)
+        conn.sendall(json.dumps({"error": f"the launcher could not fork: {e}"}).encode()
+                     + b"\n")
+        return
     finally:
         for fd in fds:
             os.close(fd)
