@@ -7,8 +7,9 @@ store. With ``--local-runners N`` it also starts N runners on this machine (fork
 pyarrow is imported, so they start in milliseconds) and replaces those that die.
 
 Batches follow guided self-scheduling, capped so a batch takes about
-:data:`TARGET_BATCH_SECONDS` at the measured task time: 10,000 tiny tasks travel in a few
-messages, while slow tasks go out one or a few at a time.
+:data:`TARGET_BATCH_SECONDS` at the measured task time, and at least
+:data:`MIN_BATCH_SECONDS` of it (up to an even share of what is left): 10,000 tiny tasks
+travel in a few messages, while slow tasks go out one or a few at a time.
 """
 
 import argparse
@@ -29,6 +30,7 @@ from . import procs, records
 from . import protocol as P
 
 TARGET_BATCH_SECONDS = 0.25
+MIN_BATCH_SECONDS = 0.005
 #: A task whose runner died this many times while running it is recorded as Failed.
 MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
@@ -297,6 +299,10 @@ class Driver:
             size = min(size, 1)
         elif self.avg_task_time > 0:
             size = min(size, max(1, int(TARGET_BATCH_SECONDS / self.avg_task_time)))
+            # A round trip must buy enough work (GSS's tail of a few tiny tasks per batch
+            # costs more in messages than in tasks), but every runner keeps a share.
+            floor = int(MIN_BATCH_SECONDS / self.avg_task_time)
+            size = max(size, min(floor, math.ceil(len(self.pending) / active)))
         return max(1, min(size, self.settings["max_batch_size"]))
 
     def _map_finished(self):
