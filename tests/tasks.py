@@ -76,3 +76,10 @@ def grows_then_succeeds(items, path):
         open(path, "w").close()
         raise RuntimeError("first attempt fails")
     return len(items)
+
+
+def exits(i):
+    """Calls sys.exit for i == 1: a task's SystemExit must fail that task only."""
+    if i == 1:
+        sys.exit(3)
+    return i

@@ -3,6 +3,8 @@ one, unpicklable ones reported as failures; arguments too."""
 
 import fractions
 
+import pytest
+
 import dato_dist as gl
 from dato_dist import records, serialize
 from tests import tasks
@@ -73,3 +75,12 @@ def test_a_retry_gets_the_original_arguments(env2, tmp_path):
                                    environment=env2, max_retries=1)
     assert job.get_map_results() == [1]
     assert job.get_metrics()[0]["attempts"] == 2
+
+
+@pytest.mark.parametrize("max_retries", [0, 1])
+def test_a_task_calling_sys_exit_fails_alone(env2, max_retries):
+    job = gl.deploy.map_job.create(tasks.exits, [{"i": i} for i in range(3)],
+                                   environment=env2, max_retries=max_retries)
+    assert job.get_map_results() == [0, None, 2]
+    row = job.get_metrics()[1]
+    assert row["exception"] == "SystemExit" and row["attempts"] == 1 + max_retries
