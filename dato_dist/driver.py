@@ -4,7 +4,7 @@ It hands out tasks to runners in batches, notices lost runners (closed connectio
 heartbeats, a reaped process) and re-queues their unfinished tasks, has the combiner run
 once every map task is done, and writes results, progress and the final status to the job
 store. With ``--local-runners N`` it also starts N runners on this machine (forked before
-pyarrow is imported, so they start in milliseconds) and replaces those that die.
+any store I/O, so they start in milliseconds) and replaces those that die.
 
 Batches follow guided self-scheduling, capped so a batch takes about
 :data:`TARGET_BATCH_SECONDS` at the measured task time, and at least
@@ -575,7 +575,7 @@ def main(argv=None):
     listener = bind_listener(args.host, ports, authkey)
     local = None
     if args.local_runners:
-        # Fork the runners first: this process has no threads and no pyarrow yet.
+        # Fork the runners first: this process has no threads and has done no I/O yet.
         import json
 
         opts = {"heartbeat_interval": 1.0, "result_flush_interval": 0.2}
@@ -585,7 +585,8 @@ def main(argv=None):
             local.fork(slot, listener)
     acceptor = Acceptor(listener)  # runners get in while we wait and read the job
     if args.wait_go:
-        import pyarrow.fs  # noqa: F401  (the slowest import, done while the client writes)
+        import pyarrow.fs  # noqa: F401  (the slowest import, done while the client writes;
+        #                    a driver forked by the launcher has it already)
 
         line = b""
         while not line.endswith(b"\n"):  # fd 0 directly: sys.stdin may not be ours (fork)
