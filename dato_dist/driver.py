@@ -26,7 +26,7 @@ import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener, wait
 
-from . import procs, records
+from . import jobfiles, procs, records
 from . import protocol as P
 
 TARGET_BATCH_SECONDS = 0.25
@@ -212,8 +212,10 @@ class Driver:
         self.settings = spec["settings"]
         self.acceptor, self.authkey = acceptor, authkey
         self.local = local_runners
-        self.names = spec["task_names"]
-        self.n = len(self.names)
+        self.n = jobfiles.num_tasks(spec)
+        # Runners name task i <prefix><i>; a job written before prefixes has a list instead.
+        self.name_prefix = spec.get("task_name_prefix")
+        self.names = None if self.name_prefix is not None else spec["task_names"]
         self.pending = _TaskQueue(self.n)
         self.done = set()
         self.failed = 0
@@ -322,16 +324,15 @@ class Driver:
             runner.inflight.extend(batch)
             runner.idle = False
             if isinstance(batch, range):
-                names = self.names[batch.start:batch.stop]
                 tasks = self.tasks[batch.start:batch.stop]
             else:
-                names = [self.names[i] for i in batch]
                 tasks = [self.tasks[i] for i in batch]
+            names = None if self.names is None else [self.names[i] for i in batch]
             return self._send(runner, (P.TASKS, batch, names, tasks))
         if self._map_finished() and self.spec["has_combiner"] and not self.combiner_assigned:
             done = self.files_records()
-            pairs = [(self.names[i], done[i]["result"] if i in done else None)
-                     for i in range(self.n)]
+            pairs = [(name, done[i]["result"] if i in done else None)
+                     for i, name in enumerate(jobfiles.task_names(self.spec))]
             self.combiner_assigned = runner.has_combiner = True
             runner.idle = False
             return self._send(runner, (P.COMBINE, pairs))
@@ -365,7 +366,7 @@ class Driver:
             runner = _Runner(conn, msg[1], msg[2], msg[3])
             self.runners[conn] = runner
             self._send(runner, (P.SETUP, self.function_bytes, self.combiner_bytes,
-                                self.settings["max_retries"]))
+                                self.settings["max_retries"], self.name_prefix))
             return
         if runner is None:
             conn.close()

@@ -8,7 +8,7 @@ import datetime
 import logging
 import time
 
-from . import serialize
+from . import jobfiles, serialize
 from .environments import environment_from_dict
 from .errors import (InvalidArgumentType, JobCanceled, JobFailed, JobNotFound, TasksFailed,
                      Timeout)
@@ -45,6 +45,7 @@ class Job:
         self._env = None
         self._records = Records()
         self._records_complete = False
+        self._names = None
         self._final_state = None
         self._launch = None
 
@@ -116,6 +117,16 @@ class Job:
         return self.get_log_file_path()
 
     @property
+    def _num_tasks(self):
+        return jobfiles.num_tasks(self._spec)
+
+    @property
+    def _task_names(self):
+        if self._names is None:
+            self._names = jobfiles.task_names(self._spec)
+        return self._names
+
+    @property
     def is_map_job(self):
         return self._spec["kind"] == "map_job"
 
@@ -172,7 +183,7 @@ class Job:
         """``(done, failed, total)`` task counts so far."""
         state = self._state()
         counts = state.get("counts") or {}
-        total = len(self._spec["task_names"])
+        total = self._num_tasks
         return (counts.get("completed", 0) + counts.get("failed", 0), counts.get("failed", 0),
                 total)
 
@@ -225,16 +236,16 @@ class Job:
         records = self._read_records()
         if self._spec["has_combiner"]:
             return records.value(COMBINER_INDEX)
-        failed = records.not_completed(len(self._spec["task_names"]))
+        failed = records.not_completed(self._num_tasks)
         if failed:
             first = records.get(failed[0], {})
             raise TasksFailed(
-                f"{len(failed)} of {len(self._spec['task_names'])} task(s) of job '{self.name}' "
-                f"failed; the first, {self._spec['task_names'][failed[0]]}, raised "
+                f"{len(failed)} of {self._num_tasks} task(s) of job '{self.name}' "
+                f"failed; the first, {self._task_names[failed[0]]}, raised "
                 f"{first.get('exception')}: {first.get('exception_message')}. Call "
                 "job.get_map_results() for the partial results and job.get_metrics() for "
                 "every error.")
-        values = records.map_values(len(self._spec["task_names"]))
+        values = records.map_values(self._num_tasks)
         return values if self.is_map_job else values[0]
 
     def get_map_results(self, wait=True):
@@ -250,19 +261,19 @@ class Job:
             self._wait_logged()
         elif self.get_status(_silent=True) == "Pending":
             return None
-        return self._read_records().map_values(len(self._spec["task_names"]))
+        return self._read_records().map_values(self._num_tasks)
 
     def get_metrics(self):
         """The per-task metrics table so far (None before any task started); never waits."""
         state = self._state()
-        return metrics_table(self._spec["task_names"], self._read_records(),
+        return metrics_table(self._task_names, self._read_records(),
                              state.get("running"))
 
     def get_parameters(self):
         """``{task_name: kwargs}`` of every task."""
         _, _, tasks = self._files.read_payload()
         return {name: kw if isinstance(kw, dict) else serialize.loads(kw)
-                for name, kw in zip(self._spec["task_names"], tasks)}
+                for name, kw in zip(self._task_names, tasks)}
 
     def get_code(self):
         """The source of the job's function (and combiner), as captured at create."""

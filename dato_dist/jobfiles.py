@@ -2,7 +2,8 @@
 
 Layout under ``<store>/<job id>/``::
 
-    spec.json          what was asked: name, kind, task names, environment, code, packages
+    spec.json          what was asked: name, kind, task count and name prefix, environment,
+                       code, packages
     function.pkl       the function and the combiner (cloudpickle, framed)
     tasks.pkl          every task's kwargs: as plain data in one pickle when they all are
                        (numbers, strings, containers), else each pickled on its own (framed)
@@ -23,6 +24,20 @@ from . import records, serialize
 def plain_tasks(task_kwargs):
     """The tasks file's content when every kwargs dict is plain data, else None."""
     return serialize.dumps_plain(("plain", task_kwargs))
+
+
+def num_tasks(spec):
+    """How many map tasks the job has."""
+    return spec["num_tasks"] if "num_tasks" in spec else len(spec["task_names"])
+
+
+def task_names(spec):
+    """Every task's name, in order: ``<task_name_prefix><i>`` (jobs written before the prefix
+    was stored list their names)."""
+    if "task_names" in spec:
+        return spec["task_names"]
+    prefix = spec["task_name_prefix"]
+    return [f"{prefix}{i}" for i in range(spec["num_tasks"])]
 
 
 def pickled_tasks(task_kwargs_bytes):

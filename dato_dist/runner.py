@@ -188,7 +188,7 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
     P.set_nodelay(conn)
     channel = _Channel(conn)
     channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname()))
-    kind, function_bytes, combiner_bytes, max_retries = channel.recv()
+    kind, function_bytes, combiner_bytes, max_retries, name_prefix = channel.recv()
     assert kind == P.SETUP, kind
     try:
         fn = cloudpickle.loads(function_bytes)
@@ -215,8 +215,11 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
             if msg[0] == P.COMBINE:
                 _combine(combiner_bytes, msg[1], worker, state, done)
                 continue
-            done = _run_batch(fn, msg[1:], max_retries, worker, state, done, channel,
-                              flush_interval)
+            indices, names, payloads = msg[1:]
+            if names is None:
+                names = (f"{name_prefix}{i}" for i in indices)
+            done = _run_batch(fn, (indices, names, payloads), max_retries, worker, state, done,
+                              channel, flush_interval)
     except (EOFError, OSError):
         return 0  # the driver went away: nothing left to do for it
     finally:

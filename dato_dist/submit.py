@@ -178,7 +178,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     if combiner_function is not None:
         check_function(combiner_function, "combiner_function")
     fname = function_name(function)
-    task_names = [f"{fname}-0-{i}" for i in range(len(task_kwargs))]
+    prefix = f"{fname}-0-"  # task i is named <prefix><i>
     signature = signature_of(function)
     # Binding depends on the argument names only: bind each distinct set of names once.
     key_sets = set(map(frozenset, task_kwargs))
@@ -186,7 +186,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         keys: i for i, keys in reversed(list(enumerate(map(frozenset, task_kwargs))))}.values()
     for i in sorted(firsts):
         bind_kwargs(function, signature, task_kwargs[i], "The keyword arguments"
-                    if kind == "job" else f"parameter_set[{i}] ({task_names[i]})")
+                    if kind == "job" else f"parameter_set[{i}] ({prefix}{i})")
     if name is not None:
         check_name(name, "job name")
     if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
@@ -219,12 +219,13 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             tasks_blob = jobfiles.plain_tasks(task_kwargs)
             if tasks_blob is None:
                 tasks_blob = jobfiles.pickled_tasks([
-                    _dumps_kwargs(kw, f"task {task_names[i]}")
+                    _dumps_kwargs(kw, f"task {prefix}{i}")
                     for i, kw in enumerate(task_kwargs)])
         spec = {
             "id": name, "name": name, "kind": kind, "function_name": fname,
             "combiner_name": function_name(combiner_function) if combiner_function else None,
-            "task_names": task_names, "has_combiner": combiner_function is not None,
+            "num_tasks": len(task_kwargs), "task_name_prefix": prefix,
+            "has_combiner": combiner_function is not None,
             "created": time.time(), "environment": env.to_dict(),
             "code": _source(function), "dato_dist_version": _version.__version__,
             "required_packages": sorted(set(getattr(function, "required_packages", [])

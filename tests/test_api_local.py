@@ -246,3 +246,18 @@ def test_load_by_name_and_uri(env2):
     assert again.name == job.name and again.get_metrics()["status"] == ["Completed"] * 3
     with pytest.raises(KeyError):
         gl.deploy.job.load("never-created")
+
+
+def test_jobs_whose_spec_lists_task_names_still_load(env2):
+    """Specs written before the name prefix list every task's name."""
+    job = gl.deploy.map_job.create(tasks.add, GOOD_PARAMS, environment=env2)
+    assert job.get_map_results() == [40, 20, 10]
+    files = job._files
+    spec = files.read_spec()
+    assert spec["num_tasks"] == 3 and spec["task_name_prefix"] == "add-0-"
+    del spec["num_tasks"], spec["task_name_prefix"]
+    spec["task_names"] = ["add-0-0", "add-0-1", "add-0-2"]
+    files.write_spec(spec)
+    old = gl.deploy.job.load(job.uri)
+    assert old.get_map_results() == [40, 20, 10]
+    assert [row["task_name"] for row in old.get_metrics()] == spec["task_names"]
