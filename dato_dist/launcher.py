@@ -70,6 +70,8 @@ def run_dir(home):
     """``<home>/run``, private to this user."""
     path = os.path.join(os.path.expanduser(str(home)), "run")
     os.makedirs(path, mode=0o700, exist_ok=True)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)  # made by something else, or under another umask
     return path
 
 
@@ -206,7 +208,10 @@ def stop(home, *, grace=3.0):
         while procs.is_alive(pid, info["start_time"]) and time.monotonic() < deadline:
             time.sleep(0.02)
         if procs.is_alive(pid, info["start_time"]):
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         stopped.append(pid)
     return stopped
 

@@ -35,6 +35,8 @@ def the_launcher(home):
 
 
 def test_drivers_are_forked_by_one_launcher(dato_home, env2):
+    launcher.stop(dato_home)
+    os.chmod(launcher.run_dir(dato_home), 0o755)  # opened up by someone: made private again
     first = gl.deploy.map_job.create(tasks.add, [{"x": i, "y": 1} for i in range(5)],
                                      environment=env2)
     assert first.get_map_results() == [1, 2, 3, 4, 5]
