@@ -41,7 +41,8 @@ def frame(payload):
 
 
 def unframe(data, path):
-    """The payload of a framed file; raises :class:`CorruptStoreFile` naming ``path``."""
+    """The payload of a framed file, as a memoryview; raises :class:`CorruptStoreFile`
+    naming ``path``."""
     if len(data) < _HEADER.size:
         raise CorruptStoreFile(path=path, reason=f"only {len(data)} bytes, shorter than its header")
     magic, length, crc = _HEADER.unpack_from(data)
@@ -52,7 +53,7 @@ def unframe(data, path):
         raise CorruptStoreFile(path=path, reason=f"{len(payload)} of {length} bytes present")
     if zlib.crc32(payload) != crc:
         raise CorruptStoreFile(path=path, reason="checksum mismatch")
-    return bytes(payload)
+    return payload  # a view: no copy of what may be hundreds of MB
 
 
 def filesystem_from_uri(uri):
@@ -210,7 +211,9 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------
     def read_bytes(self, rel, *, framed=True):
-        """The content of ``rel``; ``FileNotFoundError`` if missing, ``CorruptStoreFile`` if bad."""
+        """The content of ``rel``: bytes, or a memoryview of a framed file's payload (what
+        ``pickle.loads`` takes, with no copy); ``FileNotFoundError`` if missing,
+        ``CorruptStoreFile`` if bad."""
         target = self.path(rel)
 
         def get():
