@@ -213,9 +213,7 @@ class Driver:
         self.acceptor, self.authkey = acceptor, authkey
         self.local = local_runners
         self.n = jobfiles.num_tasks(spec)
-        # Runners name task i <prefix><i>; a job written before prefixes has a list instead.
-        self.name_prefix = spec.get("task_name_prefix")
-        self.names = None if self.name_prefix is not None else spec["task_names"]
+        self.name_prefix = spec["task_name_prefix"]  # runners name task i <prefix><i>
         self.pending = _TaskQueue(self.n)
         self.done = set()
         self.failed = 0
@@ -327,8 +325,7 @@ class Driver:
                 tasks = self.tasks[batch.start:batch.stop]
             else:
                 tasks = [self.tasks[i] for i in batch]
-            names = None if self.names is None else [self.names[i] for i in batch]
-            return self._send(runner, (P.TASKS, batch, names, tasks))
+            return self._send(runner, (P.TASKS, batch, tasks))
         if self._map_finished() and self.spec["has_combiner"] and not self.combiner_assigned:
             done = self.files_records()
             pairs = [(name, done[i]["result"] if i in done else None)

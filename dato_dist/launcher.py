@@ -196,23 +196,13 @@ def running(home):
 
 def stop(home, *, grace=3.0):
     """Stop this home's launchers (SIGTERM, then SIGKILL after ``grace`` s); return their
-    pids. Drivers they started go on."""
+    pids. Drivers they started go on: each is in its own session, a launcher alone in its
+    process group."""
     stopped = []
     for info in running(home):
-        pid = info["pid"]
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + grace
-        while procs.is_alive(pid, info["start_time"]) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if procs.is_alive(pid, info["start_time"]):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        stopped.append(pid)
+        if procs.is_alive(info["pid"], info["start_time"]):
+            procs.kill_group(info["pid"], grace=grace)
+            stopped.append(info["pid"])
     return stopped
 
 
@@ -371,6 +361,8 @@ def serve(path, idle_timeout):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another launcher serves this socket
+    if os.getpgid(0) != os.getpid():
+        os.setsid()  # alone in its process group, however it was started: stop() kills that
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     _remove_stale(path)
     _preload()

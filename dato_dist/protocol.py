@@ -12,10 +12,9 @@ runner -> driver
     ``(BEAT, current)``                        heartbeat; ``current`` is ``(index, start)`` or None
 driver -> runner
     ``(SETUP, function_bytes, combiner_bytes, max_retries, name_prefix)``   reply to HELLO
-    ``(TASKS, indices, names, kwargs)``    reply to WANT: a batch; ``indices`` is a range or
-                                           a list; ``names`` None (task i is named
-                                           ``<name_prefix><i>``) or a list; each kwargs a
-                                           dict or its pickle
+    ``(TASKS, indices, kwargs)``           reply to WANT: a batch; ``indices`` is a range or
+                                           a list (task i is named ``<name_prefix><i>``);
+                                           each kwargs a dict or its pickle
     ``(COMBINE, [(name, result_bytes or None), ...])``         reply to WANT: run the combiner
     ``(STOP,)``                                                reply to WANT: no more work
 

@@ -57,6 +57,13 @@ def seal(batch):
     return batch
 
 
+def success(index, start, run_time, result, attempts, worker):
+    """The full record of a completed task; ``result`` is pickled bytes."""
+    return {"index": index, "status": "Completed", "start": start, "run_time": run_time,
+            "exception": None, "exception_message": None, "exception_traceback": None,
+            "result": result, "attempts": attempts, "worker": worker}
+
+
 def failure(index, start, attempts, worker, exc_type, message, tb):
     return {"index": index, "status": "Failed", "start": start, "run_time": None,
             "exception": exc_type, "exception_message": message, "exception_traceback": tb,
@@ -118,11 +125,9 @@ class Records(collections.abc.Mapping):
         if pos is None:
             return item
         value = item["values"][pos]
-        return {"index": index, "status": "Completed", "start": item["start"][pos],
-                "run_time": item["run_time"][pos], "exception": None,
-                "exception_message": None, "exception_traceback": None,
-                "result": value if item["pickled"] else serialize.dumps(value),
-                "attempts": item["attempts"][pos], "worker": item["worker"]}
+        return success(index, item["start"][pos], item["run_time"][pos],
+                       value if item["pickled"] else serialize.dumps(value),
+                       item["attempts"][pos], item["worker"])
 
     def __iter__(self):
         return iter(self._index())

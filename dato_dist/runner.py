@@ -100,8 +100,10 @@ def _heartbeat(channel, state, interval, stop):
         last_sent, reported = now, current
 
 
-def _run_batch(fn, batch, max_retries, worker, state, done, channel, flush_interval):
-    """Run a batch of tasks in order, adding their records to ``done``; finished records
+def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, done, channel,
+               flush_interval):
+    """Run the tasks ``indices`` (task i is named ``<name_prefix><i>``, its kwargs are in
+    ``payloads``) in order, adding their records to ``done``; finished records
     go to the driver every ``flush_interval`` s. Returns the batch of records not sent.
 
     This loop is the whole cost of a tiny task, so it is written for speed: a task with
@@ -111,8 +113,8 @@ def _run_batch(fn, batch, max_retries, worker, state, done, channel, flush_inter
     monotonic, clock, perf = time.monotonic, time.time, time.perf_counter
     last_send = last_out = monotonic()
     tiny = False  # the previous task took under TINY_TASK seconds
-    for index, name, payload in zip(*batch):
-        write(f"[dato-dist] task {name} started\n")
+    for index, payload in zip(indices, payloads):
+        write(f"[dato-dist] task {name_prefix}{index} started\n")
         now = monotonic()
         if not tiny or now - last_out > OUTPUT_FLUSH_INTERVAL:
             flush()  # the marker is on disk if the task kills the process
@@ -163,10 +165,8 @@ def _combine(combiner_bytes, pairs, worker, state, done):
     state["current"] = None
     if error is None:
         try:
-            record = {"index": P.COMBINER_INDEX, "status": "Completed", "start": start,
-                      "run_time": run_time, "exception": None, "exception_message": None,
-                      "exception_traceback": None, "result": serialize.dumps(value),
-                      "attempts": attempts, "worker": worker}
+            record = records.success(P.COMBINER_INDEX, start, run_time, serialize.dumps(value),
+                                     attempts, worker)
         except Exception as e:
             error = ("PicklingError", f"the combiner's result could not be serialized: {e}",
                      traceback.format_exc())
@@ -215,11 +215,8 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
             if msg[0] == P.COMBINE:
                 _combine(combiner_bytes, msg[1], worker, state, done)
                 continue
-            indices, names, payloads = msg[1:]
-            if names is None:
-                names = (f"{name_prefix}{i}" for i in indices)
-            done = _run_batch(fn, (indices, names, payloads), max_retries, worker, state, done,
-                              channel, flush_interval)
+            done = _run_batch(fn, msg[1], msg[2], name_prefix, max_retries, worker, state,
+                              done, channel, flush_interval)
     except (EOFError, OSError):
         return 0  # the driver went away: nothing left to do for it
     finally:

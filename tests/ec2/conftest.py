@@ -8,6 +8,7 @@
   instances 127.0.0.4, .5, ... in launch order.
 - ``ssh_hosts`` (session): factory, ``ssh_hosts(["127.0.0.4", ...])`` -> running sshd
   hosts (``.ip``, ``.port``, ``.pid``, ``.stop()``); ``ssh_user_key``: the key path.
+- ``sandbox`` (module): a ``Sandbox`` that makes launched instances sshd hosts.
 
 See docs/ec2-testing.md.
 """
@@ -92,6 +93,24 @@ def ssh_hosts(ec2_workdir):
 def ssh_user_key(ssh_hosts) -> str:
     """Private key (ed25519, mode 0600) that every sshd host accepts for root."""
     return str(ssh_hosts.user_key)
+
+
+@pytest.fixture(scope="module")
+def sandbox(moto_server, ssh_hosts, ssh_user_key, tmp_path_factory, request):
+    """Launch hosts of the module's clusters as sshd hosts on loopback (see ec2_support);
+    leftover host processes are killed at the end of the module."""
+    from tests.ec2.ec2_support import Sandbox
+
+    mp = pytest.MonkeyPatch()
+    # The job store (pyarrow) and boto3 reach S3 through AWS_ENDPOINT_URL: moto only.
+    mp.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    box = Sandbox(moto_server, ssh_hosts, ssh_user_key, workdir)
+    try:
+        yield box
+    finally:
+        box.kill_leftovers()
+        mp.undo()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 import uuid
 
+from tests.conftest import wait_for
 from tests.infra.moto_server import assert_local_endpoint, create_loopback_subnet
 from tests.infra.sshd import public_key_of
 
@@ -127,10 +127,5 @@ def importable(python, module):
 
 
 def wait_until(predicate, timeout, what, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    """``tests.conftest.wait_for`` with the argument order of these tests."""
+    return wait_for(predicate, timeout, interval=interval, what=what)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.ec2.ec2_support import ACCESS_KEY, HOST_IPS, SECRET_KEY, Sandbox, wait_until
+from tests.ec2.ec2_support import ACCESS_KEY, HOST_IPS, SECRET_KEY, wait_until
 
 pytestmark = [pytest.mark.ec2, pytest.mark.timeout(150)]
 pytest.importorskip("fabric")
@@ -37,19 +37,6 @@ def slow_square(i, seconds):
     print(f"task-marker-{i} started", flush=True)
     _t.sleep(seconds)
     return i * i
-
-
-@pytest.fixture(scope="module")
-def sandbox(moto_server, ssh_hosts, ssh_user_key, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    # The job store (pyarrow) and boto3 reach S3 through AWS_ENDPOINT_URL: moto only.
-    mp.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
-    box = Sandbox(moto_server, ssh_hosts, ssh_user_key, tmp_path_factory.mktemp("ec2hosts"))
-    try:
-        yield box
-    finally:
-        box.kill_leftovers()
-        mp.undo()
 
 
 @pytest.fixture(scope="module")

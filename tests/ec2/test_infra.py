@@ -213,20 +213,13 @@ def test_moto_can_check_credentials(ec2_workdir):
     """moto accepts any credentials, unless started with INITIAL_NO_AUTH_ACTION_COUNT:
     then the first N requests are free (make an IAM user and key with them) and every
     later request needs a real key (how to test 'wrong credential' errors)."""
-    import json
-
     import boto3
 
     from tests.infra.moto_server import MotoServer
 
     with MotoServer.start(log_dir=ec2_workdir / "moto-auth",
                           extra_env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as m:
-        iam = m.client("iam")
-        iam.create_user(UserName="u")
-        key = iam.create_access_key(UserName="u")["AccessKey"]
-        iam.put_user_policy(UserName="u", PolicyName="all", PolicyDocument=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = m.allowed_user_keys()
 
         def ec2(access, secret):
             return boto3.client("ec2", endpoint_url=m.endpoint_url, region_name="us-west-2",

@@ -8,21 +8,9 @@ import time
 
 import pytest
 
-from tests.ec2.ec2_support import Sandbox, wait_until
+from tests.ec2.ec2_support import wait_until
 
 pytestmark = [pytest.mark.ec2, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def sandbox(moto_server, ssh_hosts, ssh_user_key, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
-    box = Sandbox(moto_server, ssh_hosts, ssh_user_key, tmp_path_factory.mktemp("ec2launch"))
-    try:
-        yield box
-    finally:
-        box.kill_leftovers()
-        mp.undo()
 
 
 def _groups(sandbox, name):
@@ -232,8 +220,6 @@ def test_cli_terminate_by_name(sandbox, capsys):
 
 def test_wrong_credentials_are_a_clear_error(ec2_workdir):
     """A moto server that checks keys: EC2's AuthFailure names the setting to fix."""
-    import json
-
     from ec2 import provision
     from ec2.config import Ec2Config
     from dato_dist.errors import AwsCredentialsError
@@ -241,12 +227,7 @@ def test_wrong_credentials_are_a_clear_error(ec2_workdir):
 
     with MotoServer.start(log_dir=ec2_workdir / "moto-auth-backend",
                           extra_env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as m:
-        iam = m.client("iam")
-        iam.create_user(UserName="u")
-        key = iam.create_access_key(UserName="u")["AccessKey"]
-        iam.put_user_policy(UserName="u", PolicyName="all", PolicyDocument=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = m.allowed_user_keys()
         good = Ec2Config(aws_access_key_id=key["AccessKeyId"],
                          aws_secret_access_key=key["SecretAccessKey"], endpoint_url=m.endpoint_url)
         assert provision.find_clusters(good) == {}

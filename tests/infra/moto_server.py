@@ -227,6 +227,19 @@ class MotoServer:
     def client(self, service: str, region: str = DEFAULT_REGION, **kwargs):
         return boto3_client(service, self.endpoint_url, region, **kwargs)
 
+    def allowed_user_keys(self, user: str = "u") -> dict:
+        """An IAM user allowed everything: its ``{"AccessKeyId", "SecretAccessKey", ...}``
+        (for a server started with ``INITIAL_NO_AUTH_ACTION_COUNT``, which checks keys)."""
+        import json
+
+        iam = self.client("iam")
+        iam.create_user(UserName=user)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        iam.put_user_policy(UserName=user, PolicyName="all", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        return key
+
     def s3fs(self, region: str = DEFAULT_REGION, **kwargs):
         """A ``pyarrow.fs.S3FileSystem`` on this server with dummy credentials."""
         from pyarrow import fs
