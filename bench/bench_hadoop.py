@@ -3,7 +3,7 @@
 
 Run from the repository root, with a MiniCluster running (issue 3 item 8)::
 
-    .venv/bin/python -m yarn_app.minicluster start --dir /tmp/hadoop     # if none runs
+    .venv/bin/python -m dato_dist.yarn_app.minicluster start --dir /tmp/hadoop     # if none runs
     .venv/bin/python bench/bench_hadoop.py                  # median of 2
     .venv/bin/python bench/bench_hadoop.py --quick          # 100 tasks, 1 repeat
     .venv/bin/python bench/bench_hadoop.py --repeat 3 --hadoop-dir /tmp/hadoop --out /tmp/h.json
@@ -318,12 +318,12 @@ class Bench:
 # -- setup -------------------------------------------------------------------------------
 
 def open_cluster(hadoop_dir):
-    from yarn_app.minicluster import MiniCluster
+    from dato_dist.yarn_app.minicluster import MiniCluster
 
     cluster = MiniCluster(hadoop_dir)
     if not cluster.is_running():
         raise SystemExit(f"No Hadoop MiniCluster runs in {hadoop_dir}. Start one with:\n"
-                         f"  .venv/bin/python -m yarn_app.minicluster start --dir {hadoop_dir}")
+                         f"  .venv/bin/python -m dato_dist.yarn_app.minicluster start --dir {hadoop_dir}")
     os.environ.update(cluster.env)
     os.environ["SKEIN_CONFIG"] = os.path.join(cluster.dir, "skein")
     return cluster
@@ -331,7 +331,7 @@ def open_cluster(hadoop_dir):
 
 def deploy(dist_path):
     """Deploy the dist folder with the admin's command; return (seconds, its config)."""
-    from yarn_app import dist as distmod
+    from dato_dist.yarn_app import dist as distmod
 
     cmd = [sys.executable, "-m", "dato_dist.cli", "hadoop", "install", dist_path,
            "--num-containers", str(CONTAINERS), "--container-size", str(CONTAINER_MB),
@@ -424,7 +424,7 @@ def main(argv=None):
     client = bench = None
     try:
         import dato_dist
-        from yarn_app import cluster as yarn_cluster
+        from dato_dist.yarn_app import cluster as yarn_cluster
 
         print(f"dato-dist {dato_dist.__version__} on YARN (MiniCluster {cluster.dir}, Hadoop "
               f"{cluster.info.get('hadoop_version')}): {n_tasks:,} x add on {CONTAINERS} "
@@ -516,7 +516,7 @@ def main(argv=None):
         raise
     finally:
         if client is not None:
-            from yarn_app import cluster as yarn_cluster
+            from dato_dist.yarn_app import cluster as yarn_cluster
 
             yarn_cluster._clients.pop(cluster.conf_dir, None)
             client.close()

@@ -15,7 +15,7 @@ __all__ = ["deploy", "errors", "aws", "__version__"]
 
 # Loaded on first use, so the driver and runner processes (python -m dato_dist.driver)
 # start without importing the API; ``gl.aws`` is part of the EC2 backend.
-_LAZY = {"deploy": "dato_dist.deploy", "errors": "dato_dist.errors", "aws": "ec2.aws"}
+_LAZY = {"deploy": "dato_dist.deploy", "errors": "dato_dist.errors", "aws": "dato_dist.ec2.aws"}
 
 
 def __getattr__(name):

@@ -130,7 +130,7 @@ def cmd_launcher(args):
 
 
 def cmd_hadoop_install(args):
-    from yarn_app import dist
+    from dato_dist.yarn_app import dist
 
     config = dist.install(args.path, num_containers=args.num_containers,
                           container_size=args.container_size, num_vcores=args.num_vcores,
@@ -141,14 +141,14 @@ def cmd_hadoop_install(args):
 
 
 def cmd_hadoop_show(args):
-    from yarn_app import dist
+    from dato_dist.yarn_app import dist
 
     print(dist.show(args.path))
     return 0
 
 
 def cmd_hadoop_testcluster(args):
-    from yarn_app import minicluster
+    from dato_dist.yarn_app import minicluster
 
     return minicluster.main([args.test_action, "--dir", args.dir])
 
@@ -206,7 +206,7 @@ def build_parser():
     tc.add_argument("--dir", required=True, help="the test cluster's state folder")
     tc.set_defaults(func=cmd_hadoop_testcluster)
     try:  # `dato-dist ec2 ...`; ec2.cli imports neither boto3 nor fabric at load
-        from ec2.cli import add_parser as add_ec2_parser
+        from dato_dist.ec2.cli import add_parser as add_ec2_parser
     except ImportError:
         add_ec2_parser = None
     if add_ec2_parser is not None:

@@ -1,6 +1,6 @@
 """Configuration, with one precedence implemented once.
 
-Lowest first: the shipped ``conf/defaults.toml`` < the user file (``$DATO_DIST_CONFIG`` or
+Lowest first: the shipped ``defaults.toml`` (``dato_dist.conf``) < the user file (``$DATO_DIST_CONFIG`` or
 ``~/.dato_dist/config.toml``) < environment variables (``DATO_DIST_<SECTION>_<KEY>``;
 ``DATO_DIST_HOME`` is ``store.home``) < keyword arguments (``load(overrides=...)``).
 
@@ -9,7 +9,6 @@ a file or the environment is converted to the default's type.
 """
 
 import os
-import sys
 from pathlib import Path
 
 from .errors import ConfigError
@@ -24,18 +23,13 @@ _ENV_ALIASES = {"DATO_DIST_HOME": "store.home"}
 
 
 def defaults_path():
-    """The shipped defaults file: the source tree's ``conf/`` or the installed copy."""
-    here = Path(__file__).resolve().parent
-    for candidate in (
-        here.parent / "conf" / "defaults.toml",
-        Path(sys.prefix) / "share" / "dato-dist" / "conf" / "defaults.toml",
-    ):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        "The shipped configuration conf/defaults.toml was not found next to the package "
-        f"or under {sys.prefix}/share/dato-dist/conf. Reinstall dato-dist."
-    )
+    """The shipped defaults file, package data of ``dato_dist.conf``."""
+    from importlib import resources
+
+    path = Path(str(resources.files("dato_dist.conf").joinpath("defaults.toml")))
+    if not path.is_file():
+        raise ConfigError(f"The shipped configuration {path} is missing. Reinstall dato-dist.")
+    return path
 
 
 def user_config_path(environ=None):

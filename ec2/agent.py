@@ -1,4 +1,4 @@
-"""What runs on an EC2 host for a job: ``python -m ec2.agent launch|run|stop|stop-all``.
+"""What runs on an EC2 host for a job: ``python -m dato_dist.ec2.agent launch|run|stop|stop-all``.
 
 No boto3 and no Fabric here: this runs on the hosts with the client's dato_dist.
 
@@ -89,7 +89,7 @@ def cmd_launch(args, rest):
     if args.head:
         lo, hi = (int(p) for p in args.ports.split("-"))
         driver = f"{args.bind}:{_free_port(args.base, args.bind, lo, hi)}"
-    cmd = [sys.executable, "-m", "ec2.agent", "run", "--driver", driver] + rest
+    cmd = [sys.executable, "-m", "dato_dist.ec2.agent", "run", "--driver", driver] + rest
     log = open(os.path.join(jdir, "logs", f"agent-{args.host_name}.log"), "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=jdir)
@@ -291,7 +291,7 @@ def cmd_stop_all(args, rest):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ec2.agent")
+    parser = argparse.ArgumentParser(prog="python -m dato_dist.ec2.agent")
     parser.add_argument("action", choices=["launch", "run", "stop", "stop-all"])
     parser.add_argument("--base", required=True, help="this host's dato-dist folder")
     parser.add_argument("--job")

@@ -7,7 +7,7 @@ idle-shutdown watchdog on the head host and writes the cluster's state (no secre
 ``load(s3_path)`` rebuilds the cluster anywhere from that state.
 
 A job on the cluster lives in the job store ``<s3_path>/jobs``: its driver runs on the
-head host, its runners on every host (``python -m ec2.agent``), its logs are copied to
+head host, its runners on every host (``python -m dato_dist.ec2.agent``), its logs are copied to
 ``<s3_path>/jobs/<job>/logs`` while it runs.
 """
 
@@ -270,7 +270,7 @@ class Ec2Cluster(Environment):
 
     def _agent_cmd(self, host, action, *args):
         py = bootstrap.host_python(self.ec2_config, host)
-        return (f"cd {shlex.quote(host.base)} && {shlex.quote(py)} -m ec2.agent {action} "
+        return (f"cd {shlex.quote(host.base)} && {shlex.quote(py)} -m dato_dist.ec2.agent {action} "
                 f"--base {shlex.quote(host.base)} " + " ".join(shlex.quote(str(a)) for a in args))
 
     def _launch(self):
@@ -345,7 +345,7 @@ class Ec2Cluster(Environment):
                     "--action", c.idle_action, "--region", c.region, "--instances", ",".join(ids)]
             if env.get("AWS_ENDPOINT_URL"):
                 args += ["--endpoint-url", env["AWS_ENDPOINT_URL"]]
-            return f"cd {shlex.quote(h.base)} && {shlex.quote(py)} -m ec2.idle " + " ".join(
+            return f"cd {shlex.quote(h.base)} && {shlex.quote(py)} -m dato_dist.ec2.idle " + " ".join(
                 shlex.quote(a) for a in args)
 
         hs.run_all(cmd, hosts=targets, env=env, timeout=60, step="start idle watchdog")

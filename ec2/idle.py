@@ -1,4 +1,4 @@
-"""The idle-shutdown watchdog on the head host: ``python -m ec2.idle``.
+"""The idle-shutdown watchdog on the head host: ``python -m dato_dist.ec2.idle``.
 
 The cluster is busy while any job agent on the head host runs (every job has one: it
 runs the job's driver). After ``--timeout`` seconds with none, the watchdog ends the
@@ -55,13 +55,13 @@ def act(args):
 
 
 def detach(argv, base):
-    """Start ``python -m ec2.idle`` (without --detach) in its own session; record its pid."""
+    """Start ``python -m dato_dist.ec2.idle`` (without --detach) in its own session; record its pid."""
     os.makedirs(base, exist_ok=True)
     old = _read(os.path.join(base, "idle.json"))
     if procs.is_alive(old.get("pid"), old.get("start_time")):
         procs.kill_group(old["pid"], grace=2.0)  # one watchdog per host
     out = open(os.path.join(base, "idle.log"), "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "ec2.idle"] + [a for a in argv
+    proc = subprocess.Popen([sys.executable, "-m", "dato_dist.ec2.idle"] + [a for a in argv
                                                                   if a != "--detach"],
                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=base)
@@ -83,7 +83,7 @@ def _read(path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m ec2.idle")
+    p = argparse.ArgumentParser(prog="python -m dato_dist.ec2.idle")
     p.add_argument("--base", required=True)
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--poll", type=float, default=10.0)

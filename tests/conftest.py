@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from yarn_app import minicluster as mc
+from dato_dist.yarn_app import minicluster as mc
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -101,7 +101,7 @@ def s3_env(moto_s3, monkeypatch):
 
 # -- the Hadoop MiniCluster (YARN + HDFS on 127.0.0.1), one per test session ---------------
 # DATO_DIST_TEST_HADOOP_DIR=DIR reuses a cluster started there by hand
-# (python -m yarn_app.minicluster start --dir DIR) and leaves it running.
+# (python -m dato_dist.yarn_app.minicluster start --dir DIR) and leaves it running.
 
 START_TIMEOUT = float(os.environ.get("DATO_DIST_TEST_HADOOP_TIMEOUT", "300"))
 

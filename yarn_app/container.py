@@ -1,4 +1,4 @@
-"""What runs inside the YARN containers: ``python -m yarn_app.container driver|worker``.
+"""What runs inside the YARN containers: ``python -m dato_dist.yarn_app.container driver|worker``.
 
 Both read the job's key from Skein's key-value store (held in the application master's
 memory, never written to disk or HDFS). The driver binds inside the cluster's port range on
@@ -78,7 +78,7 @@ def _install_packages(files, packages):
         return
     dist = files.store.uri.rstrip("/").rsplit("/", 1)[0]  # <dist folder>/jobs -> <dist folder>
     from dato_dist.store import Store
-    from yarn_app import dist as distmod
+    from dato_dist.yarn_app import dist as distmod
 
     store = Store(dist)
     os.makedirs("user_packages", exist_ok=True)
@@ -125,7 +125,7 @@ def worker(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m yarn_app.container")
+    parser = argparse.ArgumentParser(prog="python -m dato_dist.yarn_app.container")
     sub = parser.add_subparsers(dest="role", required=True)
     d = sub.add_parser("driver")
     d.add_argument("--start-port", type=int, required=True)

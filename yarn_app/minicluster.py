@@ -2,9 +2,9 @@
 
 Standalone (standard library only; it never imports ``dato_dist``)::
 
-    python -m yarn_app.minicluster start  --dir DIR [--nodemanagers 2] [--timeout 240]
-    python -m yarn_app.minicluster status --dir DIR
-    python -m yarn_app.minicluster stop   --dir DIR [--clean]
+    python -m dato_dist.yarn_app.minicluster start  --dir DIR [--nodemanagers 2] [--timeout 240]
+    python -m dato_dist.yarn_app.minicluster status --dir DIR
+    python -m dato_dist.yarn_app.minicluster stop   --dir DIR [--clean]
 
 What ``start`` does:
 
@@ -883,7 +883,7 @@ def _parse_conf(items):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m yarn_app.minicluster",
+    p = argparse.ArgumentParser(prog="python -m dato_dist.yarn_app.minicluster",
                                 description="Hadoop YARN + HDFS MiniCluster on 127.0.0.1")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help="start in the background and wait until healthy")

@@ -27,9 +27,9 @@ def application_spec(cluster, *, store_uri, job_id, job_name, dist_config, packa
     files = {"env": skein.File(source=archive, type="archive", visibility="private")}
     env = {"PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1"}
     common = f"--store {shlex.quote(store_uri)} --job {shlex.quote(job_id)}"
-    driver_script = (f"env/bin/python -m yarn_app.container driver {common} "
+    driver_script = (f"env/bin/python -m dato_dist.yarn_app.container driver {common} "
                      f"--start-port {cluster.start_port} --end-port {cluster.end_port}")
-    worker_script = (f"env/bin/python -m yarn_app.container worker {common} "
+    worker_script = (f"env/bin/python -m dato_dist.yarn_app.container worker {common} "
                      f"--heartbeat-interval {heartbeat_interval}")
     if packages:
         worker_script += " --packages " + " ".join(shlex.quote(p) for p in packages)

@@ -13,11 +13,11 @@ from . import environment, job, map_job
 from .packages import required_packages
 
 _LAZY = {
-    "Ec2Config": ("ec2.config", "Ec2Config", "EC2"),
-    "Ec2Cluster": ("ec2.cluster", "Ec2Cluster", "EC2"),
-    "ec2_cluster": ("ec2.cluster", None, "EC2"),
-    "HadoopCluster": ("yarn_app.cluster", "HadoopCluster", "Hadoop"),
-    "hadoop_cluster": ("yarn_app.cluster", None, "Hadoop"),
+    "Ec2Config": ("dato_dist.ec2.config", "Ec2Config", "EC2"),
+    "Ec2Cluster": ("dato_dist.ec2.cluster", "Ec2Cluster", "EC2"),
+    "ec2_cluster": ("dato_dist.ec2.cluster", None, "EC2"),
+    "HadoopCluster": ("dato_dist.yarn_app.cluster", "HadoopCluster", "Hadoop"),
+    "hadoop_cluster": ("dato_dist.yarn_app.cluster", None, "Hadoop"),
 }
 
 

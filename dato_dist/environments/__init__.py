@@ -13,8 +13,8 @@ from .base import Environment
 REGISTRY = {
     "Local": "dato_dist.environments.local:Local",
     "LocalAsync": "dato_dist.environments.local:LocalAsync",
-    "HadoopCluster": "yarn_app.cluster:HadoopCluster",
-    "Ec2Cluster": "ec2.cluster:Ec2Cluster",
+    "HadoopCluster": "dato_dist.yarn_app.cluster:HadoopCluster",
+    "Ec2Cluster": "dato_dist.ec2.cluster:Ec2Cluster",
 }
 
 _EXTRAS = {"HadoopCluster": ("Hadoop", "yarn"), "Ec2Cluster": ("EC2", "ec2")}

@@ -41,7 +41,7 @@ class Sandbox:
         return create_loopback_subnet(self.ec2)["subnet_id"]
 
     def config(self, **kwargs):
-        from ec2.config import Ec2Config
+        from dato_dist.ec2.config import Ec2Config
 
         base = dict(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
                     subnet_id=kwargs.pop("subnet_id", None) or self.subnet(),

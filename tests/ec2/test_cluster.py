@@ -109,7 +109,7 @@ def test_bootstrap_ran_modules_commands_and_deploy_files(cluster):
 
 
 def test_host_keys_are_checked_after_first_contact(cluster, sandbox):
-    from ec2.cluster import load
+    from dato_dist.ec2.cluster import load
 
     other = load(cluster.s3_path)
     hs = other._hosts()
@@ -207,7 +207,7 @@ def test_required_packages_are_installed_on_the_hosts(cluster):
 def test_cli_ec2_list(cluster, sandbox, capsys):
     import argparse
 
-    from ec2 import cli
+    from dato_dist.ec2 import cli
 
     parser = argparse.ArgumentParser()
     cli.add_parser(parser.add_subparsers(dest="command"))
@@ -333,7 +333,7 @@ def test_no_secret_on_the_hosts_command_lines(cluster, sandbox):
                     leaks.append(line)
                 if "read -r __dd_env" in line:
                     seen.add("remote shell")
-                if "-m ec2.agent" in line:
+                if "-m dato_dist.ec2.agent" in line:
                     seen.add("agent")
                 if "dato_dist.runner" in line:
                     seen.add("runner")

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ec2
 @pytest.fixture
 def clean_aws(monkeypatch):
     """``gl.aws.set_credentials`` writes this process's environment: undo it after."""
-    from ec2 import aws
+    from dato_dist.ec2 import aws
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -25,7 +25,7 @@ def clean_aws(monkeypatch):
 
 def test_graphlab_names_and_signatures():
     import dato_dist as gl
-    from ec2.config import Ec2Config
+    from dato_dist.ec2.config import Ec2Config
 
     assert gl.deploy.Ec2Config is Ec2Config
     params = list(inspect.signature(Ec2Config).parameters.values())
@@ -44,7 +44,7 @@ def test_graphlab_names_and_signatures():
 
 
 def test_str_masks_the_key(clean_aws):
-    from ec2.config import Ec2Config
+    from dato_dist.ec2.config import Ec2Config
 
     c = Ec2Config(aws_access_key_id="ABCDEFGHIJ", aws_secret_access_key="very-secret")
     assert str(c) == "[instance_type: m3.xlarge, region: us-west-2, aws_access_key: ABCD...]"
@@ -56,7 +56,7 @@ def test_str_masks_the_key(clean_aws):
 
 def test_credentials_precedence(clean_aws):
     import dato_dist as gl
-    from ec2.config import Ec2Config
+    from dato_dist.ec2.config import Ec2Config
 
     c = Ec2Config()
     assert c.get_credentials()["aws_access_key_id"] == "testing"  # the environment
@@ -85,7 +85,7 @@ def test_credentials_precedence(clean_aws):
     ({"idle_action": "explode"}, ValueError, "idle_action"),
 ])
 def test_validation(kwargs, error, words):
-    from ec2.config import Ec2Config
+    from dato_dist.ec2.config import Ec2Config
 
     with pytest.raises(error) as e:
         Ec2Config(**kwargs)
@@ -93,7 +93,7 @@ def test_validation(kwargs, error, words):
 
 
 def test_region_typo_names_the_setting():
-    from ec2.config import Ec2Config
+    from dato_dist.ec2.config import Ec2Config
     from dato_dist.errors import Ec2SettingError
 
     with pytest.raises(Ec2SettingError) as e:
@@ -102,7 +102,7 @@ def test_region_typo_names_the_setting():
 
 
 def test_cidr_and_round_trip():
-    from ec2.config import Ec2Config
+    from dato_dist.ec2.config import Ec2Config
 
     c = Ec2Config("eu-west-1", "t3.micro", cidr_ip="10.0.0.0/8", tags={"team": "ds"},
                   head_bid_price="0.42", ami="ami-123", use_private_ips=True)
@@ -129,8 +129,8 @@ def test_create_validates_before_launching(args, kwargs, error):
 
 
 def test_cluster_attributes_and_packages():
-    from ec2.cluster import Ec2Cluster
-    from ec2.config import Ec2Config
+    from dato_dist.ec2.cluster import Ec2Cluster
+    from dato_dist.ec2.config import Ec2Config
 
     c = Ec2Cluster("c1", "s3://bucket/c1/", Ec2Config(), 4, "names==0.3.0", -1)
     assert c.s3_state_path == "s3://bucket/c1" and c.num_hosts == 4
@@ -163,7 +163,7 @@ def _client_error(code, message="m"):
     ("SomethingNew", "surprise", "Ec2Error", None),
 ])
 def test_botocore_errors_become_ours(code, message, kind, setting):
-    from ec2 import provision
+    from dato_dist.ec2 import provision
     from dato_dist import errors
 
     with pytest.raises(getattr(errors, kind)) as e:
@@ -179,7 +179,7 @@ def test_botocore_errors_become_ours(code, message, kind, setting):
 def test_no_credentials_is_a_clear_error():
     import botocore.exceptions
 
-    from ec2 import provision
+    from dato_dist.ec2 import provision
     from dato_dist.errors import AwsCredentialsError
 
     with pytest.raises(AwsCredentialsError) as e:

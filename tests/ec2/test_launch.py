@@ -81,7 +81,7 @@ def test_idle_cluster_terminates_itself(sandbox):
 def test_created_key_pair_is_saved_0600_and_removed_on_rollback(sandbox):
     """No key_name: a key pair is made and kept locally (0600); a failed launch, Ctrl-C
     included, terminates its instances and deletes the key pair, its file and the group."""
-    from ec2 import provision
+    from dato_dist.ec2 import provision
 
     config = sandbox.config(key_name=None, key_file=None, ami="ami-00000000deadbeef")
     with pytest.raises(Exception) as e:  # missing AMI: fails after nothing was created
@@ -122,7 +122,7 @@ def test_created_key_pair_is_saved_0600_and_removed_on_rollback(sandbox):
 
 def test_created_key_pair_launch_and_terminate(sandbox):
     """A key pair made by the launch is kept (0600) while the cluster lives."""
-    from ec2 import provision
+    from dato_dist.ec2 import provision
 
     config = sandbox.config(key_name=None, key_file=None)
     hosts, created = provision.launch(config, cluster_name="keys2", num_hosts=2)
@@ -152,7 +152,7 @@ def test_created_key_pair_launch_and_terminate(sandbox):
 
 
 def test_spot_bid_prices(sandbox):
-    from ec2 import provision
+    from dato_dist.ec2 import provision
 
     config = sandbox.config(head_bid_price="0.42", worker_bid_price="0.10")
     hosts, created = provision.launch(config, cluster_name="spot", num_hosts=2)
@@ -169,7 +169,7 @@ def test_spot_bid_prices(sandbox):
     ({"security_group_id": "sg-00000000"}, "security_group_id"),
 ])
 def test_aws_errors_name_the_setting(sandbox, kwargs, setting):
-    from ec2 import provision
+    from dato_dist.ec2 import provision
     from dato_dist.errors import Ec2SettingError
 
     config = sandbox.config(**kwargs)
@@ -180,7 +180,7 @@ def test_aws_errors_name_the_setting(sandbox, kwargs, setting):
 
 
 def test_unreachable_endpoint_is_a_clear_error(sandbox):
-    from ec2 import provision
+    from dato_dist.ec2 import provision
     from dato_dist.errors import Ec2SettingError
 
     config = sandbox.config(endpoint_url="http://127.0.0.1:9")
@@ -203,7 +203,7 @@ def test_cli_terminate_by_name(sandbox, capsys):
     import argparse
 
     import dato_dist as gl
-    from ec2 import cli
+    from dato_dist.ec2 import cli
 
     c = gl.deploy.ec2_cluster.create("doomed", f"s3://{sandbox.bucket}/doomed",
                                      sandbox.config(), 1, [], -1)
@@ -220,8 +220,8 @@ def test_cli_terminate_by_name(sandbox, capsys):
 
 def test_wrong_credentials_are_a_clear_error(ec2_workdir):
     """A moto server that checks keys: EC2's AuthFailure names the setting to fix."""
-    from ec2 import provision
-    from ec2.config import Ec2Config
+    from dato_dist.ec2 import provision
+    from dato_dist.ec2.config import Ec2Config
     from dato_dist.errors import AwsCredentialsError
     from tests.infra.moto_server import MotoServer
 
@@ -264,8 +264,8 @@ def test_legacy_environment_ec2(sandbox):
 def test_job_fails_when_the_head_host_is_gone(sandbox, monkeypatch):
     """A head terminated behind the client's back: the job reads Failed, saying why."""
     import dato_dist as gl
-    from ec2 import provision
-    from ec2.cluster import Ec2Cluster
+    from dato_dist.ec2 import provision
+    from dato_dist.ec2.cluster import Ec2Cluster
 
     monkeypatch.setattr(Ec2Cluster, "ALIVE_CHECK_INTERVAL", 0.5)
     c = gl.deploy.ec2_cluster.create("headless", f"s3://{sandbox.bucket}/headless",

@@ -47,7 +47,7 @@ def test_yarn_classpath_glob_puts_conf_dir_first(minicluster):
 @pytest.mark.yarn
 @pytest.mark.hdfs
 def test_status_cli_reports_healthy(minicluster):
-    proc = subprocess.run([sys.executable, "-m", "yarn_app.minicluster", "status",
+    proc = subprocess.run([sys.executable, "-m", "dato_dist.yarn_app.minicluster", "status",
                            "--dir", minicluster.dir], capture_output=True, text=True,
                           timeout=120, cwd=os.path.dirname(os.path.dirname(
                               os.path.dirname(os.path.abspath(__file__)))))

@@ -1,0 +1,1 @@
+"""The shipped configuration, ``defaults.toml``: package data of ``dato_dist.conf``."""
