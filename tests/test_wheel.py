@@ -98,3 +98,30 @@ def test_wheel_installs_with_pip_into_a_fresh_venv(cache, tmp_path):
     installed_hash, module = probe.stdout.split()
     assert module.startswith(str(site))
     assert installed_hash == path.parent.name
+
+
+def test_ec2_bundle_carries_the_wheel_when_hosts_get_a_venv(cache):
+    """host_python unset: the bundle has the client's wheel and its hash (init.sh needs
+    both; it has no package-index fallback); host_python given: no wheel."""
+    import io
+    import tarfile
+    from types import SimpleNamespace
+
+    from dato_dist.ec2 import bootstrap
+    from dato_dist.ec2.config import Ec2Config
+
+    hosts = [SimpleNamespace(private_ip="127.0.0.4")]
+
+    def members(**kwargs):
+        config = Ec2Config(aws_access_key_id="AKIDTEST", aws_secret_access_key="x", **kwargs)
+        data = bootstrap.build_bundle(config, cluster_name="c", hosts=hosts,
+                                      additional_packages=[])
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+    got = members(host_python=None)
+    path = wheel.build()
+    assert got[f"dist/{path.name}"] == path.read_bytes()
+    assert got["dist/wheel_hash"].decode().strip() == wheel.content_hash()
+    assert "modules/python/init.sh" in got
+    assert not [n for n in members(host_python=sys.executable) if n.startswith("dist/")]
