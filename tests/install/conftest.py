@@ -20,10 +20,11 @@ import textwrap
 
 import pytest
 
-from tests.ec2.conftest import (  # noqa: F401  (fixtures used by test_ec2_from_wheel)
+from tests.ec2.conftest import (  # noqa: F401  (the EC2 test's fixtures, and host logs on failure)
     aws_sandbox,
     ec2_workdir,
     moto_server,
+    pytest_runtest_makereport,
     sandbox,
     ssh_hosts,
     ssh_user_key,
