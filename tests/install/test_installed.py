@@ -38,6 +38,18 @@ def test_built_wheel_has_no_top_level_package_but_dato_dist(built_wheel):
     assert "dato_dist/ec2/modules/python/init.sh" in names
 
 
+def test_wheel_of_this_install_has_the_files_of_the_pip_built_wheel(built_wheel):
+    """dato_dist.wheel packs the package folders of this (editable) install: the same files,
+    with the same bytes, as setup.cfg's packages and package_data give pip."""
+    from dato_dist import wheel
+
+    ours = {n: b for n, b in wheel.contents().items() if n.startswith("dato_dist/")}
+    with zipfile.ZipFile(built_wheel) as zf:
+        pips = {n: zf.read(n) for n in zf.namelist() if n.startswith("dato_dist/")}
+    assert sorted(ours) == sorted(pips)
+    assert [n for n in ours if ours[n] != pips[n]] == []
+
+
 def test_repo_root_cannot_load_a_module_twice():
     """From the repo root the folders ec2/ and yarn_app/ are on sys.path, yet they import
     only as dato_dist.ec2 / dato_dist.yarn_app."""
