@@ -141,6 +141,10 @@ class NothingToDo(DatoDistError, RuntimeError):
     exit_code = 2
 
 
+class PackagingError(DatoDistError, RuntimeError):
+    """The running dato-dist could not be packed into a wheel for a cluster."""
+
+
 # -- the EC2 backend's errors (raised by ec2/; botocore, paramiko and invoke errors become
 # these at one choke point each: ec2.provision._aws and ec2.hosts._ssh_errors) -------------
 

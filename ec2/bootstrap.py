@@ -14,8 +14,10 @@ Everything a host needs travels in one bundle (a tar.gz copied over SFTP)::
     bundle/user-vars.sh            the user's variables override file, sourced after
     bundle/root/                   the deploy root dir's files
     bundle/packages/               bootstrap_python_packages (globs expanded here)
-    bundle/dist/                   the client's dato_dist wheel and constraints.txt (the
-                                   client's cloudpickle version) when hosts get a venv
+    bundle/dist/                   the client's dato_dist wheel (dato_dist.wheel: a wheel of
+                                   the installed dato-dist, however it was installed) and
+                                   constraints.txt (the client's cloudpickle version) when
+                                   hosts get a venv (host_python unset)
     bundle/additional_packages.txt, bootstrap_cmds.sh
     bundle/run-phase.sh            runs one phase of every module
 """
@@ -25,12 +27,10 @@ import io
 import logging
 import os
 import shlex
-import subprocess
-import sys
 import tarfile
-import tempfile
 
 import dato_dist
+from dato_dist import wheel
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +78,6 @@ def _module_dirs(config):
             raise ValueError(f"Ec2Config: extra module folder {path!r} does not exist")
         out.append((os.path.basename(path.rstrip("/")), path))
     return out
-
-
-def _client_wheel(out):
-    """A wheel of this client's dato_dist (built from its source tree into ``out``), or None."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(dato_dist.__file__)))
-    if not os.path.isfile(os.path.join(root, "setup.cfg")):
-        return None
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, root],
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        log.warning("Could not build a wheel of dato_dist (%s); hosts install it from PyPI",
-                    r.stderr.strip()[-300:])
-        return None
-    wheels = glob.glob(os.path.join(out, "dato_dist-*.whl"))
-    return wheels[0] if wheels else None
 
 
 def _client_constraints():
@@ -153,10 +138,9 @@ def build_bundle(config, *, cluster_name, hosts, additional_packages):
                    "".join(c + "\n" for c in config.bootstrap_cmds).encode())
         _add_bytes(tar, "run-phase.sh", RUN_PHASE.encode(), mode=0o755)
         if config.host_python is None and "python" in names:
-            with tempfile.TemporaryDirectory(prefix="dato-dist-wheel-") as out:
-                wheel = _client_wheel(out)
-                if wheel:
-                    tar.add(wheel, arcname=f"dist/{os.path.basename(wheel)}")
+            whl = wheel.build()
+            tar.add(str(whl), arcname=f"dist/{whl.name}")
+            _add_bytes(tar, "dist/wheel_hash", f"{whl.parent.name}\n".encode())
             _add_bytes(tar, "dist/constraints.txt", _client_constraints().encode())
     return buf.getvalue()
 

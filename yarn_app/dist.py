@@ -1,11 +1,13 @@
 """The dist folder: what YARN containers need, deployed once by a Hadoop admin.
 
 ``dato-dist hadoop install hdfs://.../dato-dist-folder`` builds a virtualenv holding this
-dato-dist (as a wheel of the client's source) and its container-side dependencies, packs it
+dato-dist (a wheel of the running, installed dato-dist: :mod:`dato_dist.wheel`, so it works
+from a wheel install as from a checkout) and its container-side dependencies, packs it
 with venv-pack, and uploads it with the folder's defaults::
 
     <folder>/config.json                defaults (containers, size, vcores, ports), version,
-                                        Python version, the env archive's name
+                                        Python version, the env archive's name, the
+                                        wheel's content hash
     <folder>/env/dato-dist-<v>-<hash>.tar.gz   the packed environment (YARN unpacks it)
     <folder>/user_packages/             wheels/sdists installed into containers on demand
     <folder>/jobs/                      the job store of jobs run through this folder
@@ -19,7 +21,6 @@ Re-running ``install`` is safe: the archive goes under a new name, ``config.json
 replaced atomically to point at it, then older archives are removed.
 """
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -28,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dato_dist import _version
+from dato_dist import _version, wheel
 from dato_dist.errors import DatoDistError, InvalidArgument
 from dato_dist.store import Store
 
@@ -48,31 +49,6 @@ class DistFolderError(DatoDistError, ValueError):
     """The dist folder is missing, incomplete or from another dato-dist version."""
 
     exit_code = 2
-
-
-def source_root():
-    """The source tree this dato_dist runs from (a wheel is built from it)."""
-    import dato_dist
-
-    root = Path(dato_dist.__file__).resolve().parent.parent
-    if not (root / "setup.cfg").is_file():
-        raise DistFolderError(
-            "The dist folder is built from dato-dist's source tree, but this dato_dist was "
-            f"installed without it ({root}). Install dato-dist from a checkout (pip install -e).")
-    return root
-
-
-def source_hash(root):
-    """A hash of everything that goes into the wheel: a changed source makes a new env."""
-    digest = hashlib.sha256()
-    for folder in ("dato_dist", "yarn_app", "ec2", "conf"):
-        for path in sorted((root / folder).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode())
-                digest.update(path.read_bytes())
-    for name in ("setup.cfg", "pyproject.toml"):
-        digest.update((root / name).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def check_ports(start_port, end_port):
@@ -100,27 +76,27 @@ def _run(cmd, what, timeout=1200):
     return out.stdout
 
 
-def build_env(*, python=sys.executable, python_prefix=None, cache_dir=None):
-    """Build (or reuse from the cache) the packed environment; return its local path."""
-    root = source_root()
+def build_env(*, python=sys.executable, python_prefix=None, cache_dir=None, whl=None):
+    """Build (or reuse from the cache) the packed environment; return its local path.
+
+    ``whl`` is the dato-dist wheel to install (default: :func:`dato_dist.wheel.build`); the
+    archive's name carries its content hash, so a changed install makes a new env.
+    """
+    whl = Path(whl) if whl else wheel.build()
     key = f"dato-dist-{_version.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-" \
-          f"{source_hash(root)}"
-    cache = Path(cache_dir or os.environ.get("DATO_DIST_CACHE")
-                 or Path.home() / ".cache" / "dato-dist") / "envs"
+          f"{whl.parent.name}"
+    cache = Path(cache_dir or wheel.cache_root()) / "envs"
     archive = cache / f"{key}.tar.gz"
     if archive.is_file():
         log.info("Reusing the packed environment %s", archive)
         return archive
-    cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="dato-dist-env-") as tmp:
         tmp = Path(tmp)
-        _run([python, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "wheels", root],
-             "Building the dato-dist wheel")
-        wheel = next((tmp / "wheels").glob("*.whl"))
         _run([python, "-m", "venv", tmp / "venv"], "Creating the container virtualenv")
         venv_python = tmp / "venv" / "bin" / "python"
         _run([venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-              wheel, *CONTAINER_REQUIREMENTS], "Installing dato-dist into it")
+              whl, *CONTAINER_REQUIREMENTS], "Installing dato-dist into it")
         import venv_pack
 
         partial = archive.with_suffix(".partial")
@@ -163,13 +139,13 @@ def check_version(dist_path, config):
             f"{config.get('dato_dist_version')}, this client is {_version.__version__}. "
             f"Re-deploy it (dato-dist hadoop install {dist_path}) or use a matching client.")
     try:
-        mine = source_hash(source_root())
-    except DistFolderError:
+        mine = wheel.content_hash()
+    except DatoDistError:  # a dato_dist without pip metadata can still submit jobs
         return
-    if config.get("source_hash") and config["source_hash"] != mine:
-        log.warning("The dato-dist folder '%s' was built from other sources than this client "
-                    "(same version %s); re-deploy it if you changed dato-dist.", dist_path,
-                    _version.__version__)
+    if config.get("wheel_hash") and config["wheel_hash"] != mine:
+        log.warning("The dato-dist folder '%s' holds another build of dato-dist %s than this "
+                    "client's (wheel %s, this client %s); re-deploy it if you changed "
+                    "dato-dist.", dist_path, _version.__version__, config["wheel_hash"], mine)
 
 
 def install(dist_path, *, num_containers=None, container_size=None, num_vcores=None,
@@ -186,13 +162,14 @@ def install(dist_path, *, num_containers=None, container_size=None, num_vcores=N
     check_ports(settings["start_port"], settings["end_port"])
     store = Store(dist_path)
     store.check()
-    archive = build_env(python_prefix=python_prefix)
+    whl = wheel.build()
+    archive = build_env(python_prefix=python_prefix, whl=whl)
     env_rel = f"{ENV_DIR}/{archive.name}"
     log.info("Uploading %s (%.0f MB) to %s", archive.name, archive.stat().st_size / 2**20,
              store.display_path(env_rel))
     _upload(store, archive, env_rel)
     config = dict(settings, dato_dist_version=_version.__version__,
-                  source_hash=source_hash(source_root()),
+                  wheel_hash=whl.parent.name,
                   python_version="%d.%d" % sys.version_info[:2], env_archive=env_rel,
                   installed=time.time())
     store.write_json(CONFIG, config)
