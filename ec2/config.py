@@ -63,11 +63,15 @@ def _bid(name, value):
 class Ec2Config:
     """How to launch and reach the EC2 instances of a cluster.
 
+    Defaults not given here are the ``[ec2]`` keys of the configuration (shipped in
+    ``conf/defaults.toml``; the user's config file and ``DATO_DIST_EC2_<KEY>`` override them).
+
     Parameters
     ----------
-    region : str
-        AWS region, e.g. ``'us-west-2'``.
-    instance_type : str
+    region : str, optional
+        AWS region, e.g. ``'us-west-2'`` (config key ``ec2.region``, shipped 'us-west-2').
+    instance_type : str, optional
+        Config key ``ec2.instance_type``, shipped 'm3.xlarge'.
     aws_access_key_id, aws_secret_access_key : str, optional
         Both or neither. Neither: ``gl.aws.set_credentials`` or boto3's credential chain.
     security_group : str, optional
@@ -99,7 +103,7 @@ class Ec2Config:
     remote_dir : str
         The hosts' folder for dato-dist files (one subfolder per instance id).
     port_range : (int, int)
-        Ports the job drivers listen in.
+        Ports the job drivers listen in (config keys ``ec2.start_port``, ``ec2.end_port``).
     modules, extra_modules : list of str
         Host module names (``ec2/modules/<name>``) and folders of the user's modules,
         each with optional ``init.sh``, ``setup.sh``, ``test.sh``, ``run.sh``.

@@ -44,7 +44,7 @@ def _yarn(what, app_id=None, hint=""):
     except DatoDistError:
         raise
     except Exception as e:  # noqa: BLE001 - skein raises builtins and its own types alike
-        detail = str(e).strip() or type(e).__name__
+        detail = str(e).strip().rstrip(".") or type(e).__name__
         raise YarnError(f"{what}: {detail}." + (f" {hint}" if hint else ""),
                         app_id=app_id) from e
 

@@ -168,7 +168,7 @@ def test_worker_container_killed_its_tasks_rerun(hadoop, yarn_apps):
     assert rerun["worker"] != row["worker"]
 
 
-def test_driver_lost_fails_the_job_with_yarn_diagnostics(hadoop, minicluster, yarn_apps):
+def test_driver_lost_fails_the_job_with_yarn_diagnostics(hadoop, yarn_apps):
     job = gl.deploy.map_job.create(tasks.sleepy, [{"i": 1, "seconds": 60}], environment=hadoop)
     yarn_apps.append(job.app_id)
     wait_for(lambda: job.get_status() == "Running", 240, 0.5, what="Running")
@@ -222,3 +222,22 @@ def test_dist_folder_show_and_version_check(dist_path, minicluster):
                                             hadoop_conf_dir=minicluster.conf_dir)
     finally:
         store.write_json("config.json", config)
+
+
+def test_a_submission_yarn_rejects_is_a_yarn_error_and_a_failed_job(hadoop, monkeypatch,
+                                                                    yarn_apps):
+    """A queue that does not exist: YARN fails the application. That is a YarnError (exit
+    7, never InvalidArgument) naming the logs command, and the job is Failed with it."""
+    from dato_dist.errors import InvalidArgument, YarnError
+
+    monkeypatch.setenv("DATO_DIST_HADOOP_QUEUE", "no-such-queue")
+    with pytest.raises(YarnError) as e:
+        gl.deploy.job.create(tasks.add, name="rejected-by-yarn", environment=hadoop, x=1, y=2)
+    yarn_apps.append(e.value.app_id)
+    assert not isinstance(e.value, InvalidArgument) and e.value.exit_code == 7
+    assert e.value.app_id.startswith("application_")
+    assert str(e.value).endswith(f"yarn logs -applicationId {e.value.app_id}")
+    assert "no-such-queue" in str(e.value)
+    job = gl.deploy.jobs["rejected-by-yarn"]
+    assert job.get_status() == "Failed"
+    assert "no-such-queue" in job.get_error() and e.value.app_id in job.get_error()
