@@ -9,6 +9,7 @@ one YARN application (see :mod:`yarn_app.spec`); its store is ``<dist folder>/jo
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -29,6 +30,7 @@ ALIVE_STATES = {"NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING"}
 FINAL_STATUS = {"SUCCEEDED": "Completed", "FAILED": "Failed", "KILLED": "Canceled",
                 "UNDEFINED": "Pending", "UNKNOWN": "Unknown"}
 
+_APP_ID = re.compile(r"application_\d+_\d+")
 _clients = {}
 _clients_lock = threading.Lock()
 
@@ -45,8 +47,15 @@ def _yarn(what, app_id=None, hint=""):
         raise
     except Exception as e:  # noqa: BLE001 - skein raises builtins and its own types alike
         detail = str(e).strip().rstrip(".") or type(e).__name__
+        if app_id is None:  # YARN may name the application it refused (a failed submit)
+            named = _APP_ID.search(detail)
+            app_id = named.group(0) if named else None
         raise YarnError(f"{what}: {detail}." + (f" {hint}" if hint else ""),
                         app_id=app_id) from e
+
+
+def _diagnostics(report):
+    return (report.diagnostics or "").strip().rstrip(".") or "no diagnostics"
 
 
 def _yarn_setting(conf_dir, key, default):
@@ -177,6 +186,16 @@ class HadoopCluster(Environment):
         return skein_client(self.hadoop_conf_dir)
 
     def start_job(self, files, spec, config, prepared=None):
+        try:
+            return self._start_job(files, spec, config)
+        except Exception as e:
+            record_start_failure(files, str(e))
+            raise
+        except BaseException:
+            record_start_failure(files, "The client was interrupted while it submitted the job.")
+            raise
+
+    def _start_job(self, files, spec, config):
         from .spec import application_spec
 
         dist_config = self._dist_config()
@@ -199,14 +218,12 @@ class HadoopCluster(Environment):
             app = self._connect(client, app_id, config["hadoop.start_timeout"])
             # The key lives only in the application master's memory.
             self._put_key(client, app, secrets.token_bytes(32).hex().encode())
-        except BaseException as e:
+        except BaseException:
             if app_id is not None:
                 try:
                     client.kill_application(app_id)
-                except Exception as kill_error:  # noqa: BLE001 - it may have ended already
-                    log.debug("kill_application(%s): %s", app_id, kill_error)
-            record_start_failure(files, str(e) if isinstance(e, Exception) else
-                                  "The client was interrupted while it submitted the job.")
+                except Exception as e:  # noqa: BLE001 - it may have ended already
+                    log.debug("kill_application(%s): %s", app_id, e)
             raise
         return app_id
 
@@ -222,7 +239,7 @@ class HadoopCluster(Environment):
                     return client.connect(app_id, wait=False)
             if state not in ALIVE_STATES:
                 raise YarnError(f"YARN application {app_id} ended before it ran ({state}): "
-                                f"{(report.diagnostics or '').strip()}.", app_id=app_id)
+                                f"{_diagnostics(report)}.", app_id=app_id)
             if time.monotonic() > deadline:
                 raise YarnError(
                     f"YARN application {app_id} did not start within {timeout:.0f} s (state "
@@ -247,7 +264,7 @@ class HadoopCluster(Environment):
                 if str(report.state) not in ALIVE_STATES:
                     raise YarnError(
                         f"YARN application {app.id} ended ({report.state}) before it took the "
-                        f"job key: {(report.diagnostics or '').strip()}.", app_id=app.id) from None
+                        f"job key: {_diagnostics(report)}.", app_id=app.id) from None
                 if time.monotonic() > deadline:
                     raise YarnError(
                         f"The application master of {app.id} did not accept the job key within "

@@ -226,18 +226,23 @@ def test_dist_folder_show_and_version_check(dist_path, minicluster):
 
 def test_a_submission_yarn_rejects_is_a_yarn_error_and_a_failed_job(hadoop, monkeypatch,
                                                                     yarn_apps):
-    """A queue that does not exist: YARN fails the application. That is a YarnError (exit
-    7, never InvalidArgument) naming the logs command, and the job is Failed with it."""
+    """A queue that does not exist: YARN refuses the application. That is a YarnError (exit
+    7, never InvalidArgument) saying what was done, and the job is Failed with it."""
     from dato_dist.errors import InvalidArgument, YarnError
 
+    import uuid
+
+    name = f"rejected-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("DATO_DIST_HADOOP_QUEUE", "no-such-queue")
     with pytest.raises(YarnError) as e:
-        gl.deploy.job.create(tasks.add, name="rejected-by-yarn", environment=hadoop, x=1, y=2)
+        gl.deploy.job.create(tasks.add, name=name, environment=hadoop, x=1, y=2)
     yarn_apps.append(e.value.app_id)
+    message = str(e.value)
     assert not isinstance(e.value, InvalidArgument) and e.value.exit_code == 7
+    assert message.startswith(f"Submitting job '{name}' to YARN (queue no-such-queue): ")
+    assert "unknown queue" in message
+    # YARN named the application it refused: the message ends with its logs command
     assert e.value.app_id.startswith("application_")
-    assert str(e.value).endswith(f"yarn logs -applicationId {e.value.app_id}")
-    assert "no-such-queue" in str(e.value)
-    job = gl.deploy.jobs["rejected-by-yarn"]
-    assert job.get_status() == "Failed"
-    assert "no-such-queue" in job.get_error() and e.value.app_id in job.get_error()
+    assert message.endswith(f"yarn logs -applicationId {e.value.app_id}")
+    job = gl.deploy.jobs[name]
+    assert job.get_status() == "Failed" and job.get_error() == message

@@ -20,6 +20,13 @@ def test_skein_errors_become_yarn_errors_naming_the_logs():
     with pytest.raises(YarnError, match=r"^Submitting: bad spec\. Check the queue\.$"):
         with _yarn("Submitting", hint="Check the queue."):
             raise ValueError("bad spec.")
+    # an application YARN names in its answer is the one whose logs to read
+    with pytest.raises(YarnError) as e:
+        with _yarn("Submitting"):
+            raise skein.exceptions.DriverError(
+                "Failed to submit application_17_0018 to YARN: unknown queue: q")
+    assert e.value.app_id == "application_17_0018"
+    assert str(e.value).endswith("Logs: yarn logs -applicationId application_17_0018")
     # our own errors pass through unchanged
     with pytest.raises(InvalidArgument):
         with _yarn("Checking"):
