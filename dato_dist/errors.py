@@ -145,14 +145,33 @@ class PackagingError(DatoDistError, RuntimeError):
     """The running dato-dist could not be packed into a wheel for a cluster."""
 
 
+# -- the backends' errors ---------------------------------------------------------------
+
+
+class BackendError(DatoDistError, RuntimeError):
+    """A cluster backend (YARN, EC2) did not do what was asked; the message says where to
+    look (``yarn logs -applicationId ...``, the host's output). Exit code 7."""
+
+    exit_code = 7
+
+
+class YarnError(BackendError):
+    """YARN or Skein failed: the client could not start, an application could not be
+    submitted, started or reached. Raised at one choke point, ``yarn_app.cluster._yarn``."""
+
+    def __init__(self, message, *, app_id=None):
+        self.app_id = app_id
+        if app_id and "yarn logs -applicationId" not in message:
+            message = f"{message.rstrip()} Logs: yarn logs -applicationId {app_id}"
+        super().__init__(message)
+
+
 # -- the EC2 backend's errors (raised by ec2/; botocore, paramiko and invoke errors become
 # these at one choke point each: ec2.provision._aws and ec2.hosts._ssh_errors) -------------
 
 
-class Ec2Error(DatoDistError, RuntimeError):
+class Ec2Error(BackendError):
     """Something on EC2 or on the hosts did not work."""
-
-    exit_code = 7
 
 
 class Ec2SettingError(ConfigError):
@@ -165,7 +184,17 @@ class Ec2SettingError(ConfigError):
 
 
 class AwsCredentialsError(Ec2SettingError):
-    """No AWS credentials, or AWS refused them."""
+    """No AWS credentials, or AWS refused them. ``source`` says where the credentials
+    came from (an ``Ec2Config`` argument, ``gl.aws``, environment variables, a profile of
+    boto3's chain); the message never holds the secret."""
+
+    def __init__(self, message, *, setting="aws_access_key_id", code=None, source=None):
+        self.source = source
+        super().__init__(message, setting=setting, code=code)
+
+
+#: The name issue 9 uses; the same class.
+Ec2CredentialsError = AwsCredentialsError
 
 
 class CapacityError(Ec2Error):

@@ -140,7 +140,7 @@ class _Agent:
             return False
         return (state or {}).get("status") in ("Completed", "Failed", "Canceled")
 
-    def ship_logs(self, final=False):
+    def ship_logs(self):
         """Copy changed log files to ``<store>/<job>/logs/`` (whole files, small)."""
         try:
             store = self._store()
@@ -190,7 +190,7 @@ class _Agent:
                 self.stop_children()
                 if a.head and not self.stopping:
                     self._check_driver_outcome()
-                self.ship_logs(final=True)
+                self.ship_logs()
                 return 2
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
@@ -232,7 +232,7 @@ class _Agent:
         if a.head:
             self._check_driver_outcome()
         print("[agent] done", flush=True)
-        self.ship_logs(final=True)
+        self.ship_logs()
         return 0
 
     def _check_driver_outcome(self):

@@ -8,6 +8,8 @@ Examples
 
 import os
 
+from dato_dist.errors import InvalidArgumentType
+
 _credentials = {}
 
 
@@ -19,9 +21,9 @@ def set_credentials(access_key, secret_key):
     a file, to S3 or to a log.
     """
     if not isinstance(access_key, str) or not access_key:
-        raise TypeError("access_key must be a non-empty str")
+        raise InvalidArgumentType("gl.aws.set_credentials: access_key must be a non-empty str.")
     if not isinstance(secret_key, str) or not secret_key:
-        raise TypeError("secret_key must be a non-empty str")
+        raise InvalidArgumentType("gl.aws.set_credentials: secret_key must be a non-empty str.")
     _credentials.update(access_key=access_key, secret_key=secret_key)
     os.environ["AWS_ACCESS_KEY_ID"] = access_key
     os.environ["AWS_SECRET_ACCESS_KEY"] = secret_key

@@ -31,6 +31,7 @@ import tarfile
 
 import dato_dist
 from dato_dist import wheel
+from dato_dist.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +66,28 @@ def _add_bytes(tar, name, data, mode=0o644):
     tar.addfile(info, io.BytesIO(data))
 
 
-def _module_dirs(config):
-    """``[(name, folder)]`` in run order: the configured built-ins, then the user's."""
+def module_dirs(modules, extra_modules):
+    """``[(name, folder)]`` in run order: the ``modules`` (built-in names or folders), then
+    the ``extra_modules`` folders. Raises :class:`InvalidArgument` for one that is missing."""
     out = []
-    for name in config.modules:
+    for name in modules:
         path = name if os.path.isdir(name) else os.path.join(BUILTIN_MODULES, name)
         if not os.path.isdir(path):
-            raise ValueError(f"Ec2Config: no host module {name!r} (looked in {BUILTIN_MODULES})")
+            raise InvalidArgument(
+                f"Ec2Config: no host module {name!r}: it is neither a folder nor one of the "
+                f"built-in modules ({', '.join(sorted(os.listdir(BUILTIN_MODULES)))}). Fix "
+                "Ec2Config(modules=...).")
         out.append((os.path.basename(path.rstrip("/")), path))
-    for path in config.extra_modules:
+    for path in extra_modules:
         if not os.path.isdir(path):
-            raise ValueError(f"Ec2Config: extra module folder {path!r} does not exist")
+            raise InvalidArgument(f"Ec2Config: extra module folder {path!r} does not exist. "
+                                  "Fix Ec2Config(extra_modules=...).")
         out.append((os.path.basename(path.rstrip("/")), path))
     return out
+
+
+def _module_dirs(config):
+    return module_dirs(config.modules, config.extra_modules)
 
 
 def _client_constraints():
@@ -128,8 +138,8 @@ def build_bundle(config, *, cluster_name, hosts, additional_packages):
         for pattern in config.bootstrap_python_packages:
             matches = sorted(glob.glob(os.path.expanduser(pattern)))
             if not matches:
-                raise ValueError(f"Ec2Config: bootstrap_python_packages pattern {pattern!r} "
-                                 "matches no file")
+                raise InvalidArgument(f"Ec2Config: bootstrap_python_packages pattern "
+                                      f"{pattern!r} matches no file")
             for m in matches:
                 tar.add(m, arcname=f"packages/{os.path.basename(m)}")
         _add_bytes(tar, "additional_packages.txt",

@@ -13,7 +13,9 @@ log = logging.getLogger(__name__)
 def _config(args):
     from .config import Ec2Config
 
-    return Ec2Config(args.region, endpoint_url=getattr(args, "endpoint_url", None))
+    config = Ec2Config(args.region, endpoint_url=getattr(args, "endpoint_url", None))
+    args.region = config.region  # None: the config key ec2.region
+    return config
 
 
 def cmd_list(args):
@@ -73,7 +75,7 @@ def add_parser(sub):
     for name, func, text in [("list", cmd_list, "list the dato-dist clusters of a region"),
                              ("terminate", cmd_terminate, "terminate a cluster")]:
         p = esub.add_parser(name, help=text)
-        p.add_argument("--region", default="us-west-2")
+        p.add_argument("--region", default=None, help="default: config key ec2.region")
         p.add_argument("--endpoint-url", default=None,
                        help="an EC2-compatible endpoint (tests: moto)")
         if name == "terminate":

@@ -19,7 +19,7 @@ import shlex
 import time
 import urllib.parse
 
-from dato_dist.environments.base import Environment
+from dato_dist.environments.base import Environment, record_start_failure
 from dato_dist.errors import DatoDistError, InvalidArgument, InvalidArgumentType
 from dato_dist.protocol import AUTHKEY_ENV
 from dato_dist.session import check_name, environments
@@ -27,7 +27,8 @@ from dato_dist.store import Store
 
 from . import bootstrap, provision
 from .config import Ec2Config
-from dato_dist.errors import ClusterNotFound, ClusterNotRunning, HostsFailed, LaunchFailed
+from dato_dist.errors import (AwsCredentialsError, ClusterNotFound, ClusterNotRunning,
+                              HostsFailed, LaunchFailed)
 from .hosts import Host, HostSet
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,16 @@ def _read_state(s3_path):
         return Store(s3_path).read_json(STATE_FILE, default=None)
     except FileNotFoundError:
         return None
+    except OSError:
+        # S3 answers refused credentials with a bare 403 here (pyarrow, boto3's chain):
+        # ask STS, so that the error says the credentials are wrong and where they came from.
+        try:
+            provision.check_credentials(None, f"Reading {s3_path}/{STATE_FILE}")
+        except AwsCredentialsError:
+            raise
+        except DatoDistError as e:  # the check could not run: the store's error says more
+            log.debug("credentials check: %s", e)
+        raise
 
 
 class Ec2Cluster(Environment):
@@ -276,6 +287,7 @@ class Ec2Cluster(Environment):
     def _launch(self):
         c = self.ec2_config
         t0 = time.monotonic()
+        bootstrap.module_dirs(c.modules, c.extra_modules)  # before anything is launched
         provision.ensure_bucket(c, self.s3_path)
         found, created = provision.launch(c, cluster_name=self.name, num_hosts=self.num_hosts,
                                           state_path=self.s3_path)
@@ -362,6 +374,18 @@ class Ec2Cluster(Environment):
         return f"{self.s3_path}/jobs"
 
     def start_job(self, files, spec, config, prepared=None):
+        try:
+            self._start_job(files, spec)
+        except KeyboardInterrupt:
+            record_start_failure(files, "The client was interrupted while it started the "
+                                         "job on the cluster.")
+            raise
+        except Exception as e:
+            record_start_failure(files, f"The job could not be started on EC2 cluster "
+                                         f"'{self.name}': {e}")
+            raise
+
+    def _start_job(self, files, spec):
         c = self.ec2_config
         hs = self._hosts()
         hosts = hs.hosts
@@ -377,10 +401,12 @@ class Ec2Cluster(Environment):
         r = hs.run(head, self._agent_cmd(head, "launch", *common, "--host-name",
                                          head.instance_id, "--head", "--bind", head.private_ip,
                                          "--ports", "%d-%d" % c.port_range), env=env, timeout=60)
-        if not r.ok:
+        info = _agent_answer(r) if r.ok else None
+        if info is None:
+            if r.ok:  # the agent may run, but did not say where its driver is
+                self.stop_job(files, {"agents": {head.instance_id: {}}})
             raise HostsFailed(step="start the job's driver", results={head: r})
-        agents = {head.instance_id: dict(json.loads(r.stdout.strip().splitlines()[-1]),
-                                         address=head.address)}
+        agents = {head.instance_id: dict(info, address=head.address)}
         driver = agents[head.instance_id]["driver"]
         try:
             results = hs.run_all(
@@ -388,9 +414,9 @@ class Ec2Cluster(Environment):
                                           "--driver", driver),
                 hosts=hosts[1:], env=env, timeout=60, check=False)
             for h, res in results.items():
-                if res.ok:
-                    agents[h.instance_id] = dict(json.loads(res.stdout.strip().splitlines()[-1]),
-                                                 address=h.address)
+                info = _agent_answer(res) if res.ok else None
+                if info is not None:
+                    agents[h.instance_id] = dict(info, address=h.address)
                 else:
                     log.warning("Could not start runners on %s (%s); the job runs on the "
                                 "other hosts.", h, res.error or res.stderr.strip()[-200:])
@@ -464,6 +490,16 @@ class Ec2Cluster(Environment):
                 ("Log path", self.log_location(files))]
 
 
+def _agent_answer(result):
+    """The JSON line an agent's ``launch`` ends its output with, or None."""
+    lines = result.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) and answer.get("driver") else None
+
+
 # -- gl.deploy.ec2_cluster --------------------------------------------------------------------
 
 def create(name, s3_path, ec2_config, num_hosts=1, additional_packages=[],
@@ -531,7 +567,7 @@ def load(s3_path):
     return cluster
 
 
-def from_legacy(name, s3_folder_path, region="us-west-2", instance_type="m3.xlarge",
+def from_legacy(name, s3_folder_path, region=None, instance_type=None,
                 aws_access_key=None, aws_secret_key=None, num_hosts=1, security_group=None,
                 tags=None, cidr_ip=None, subnet_id=None, security_group_id=None,
                 additional_packages=(), idle_shutdown_timeout=1800, **ec2_config_kwargs):

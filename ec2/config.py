@@ -9,11 +9,23 @@ import os
 
 from dato_dist.errors import InvalidArgument, InvalidArgumentType
 
-from . import aws
+from . import aws, bootstrap
 
 #: Host modules run at bootstrap, in this order, before the user's (see ec2/modules/).
 DEFAULT_MODULES = ("python", "packages", "bootstrap")
 IDLE_ACTIONS = ("shutdown", "terminate")
+
+
+def _config_defaults():
+    """The ``[ec2]`` section of the effective configuration (see conf/defaults.toml)."""
+    from dato_dist.config import load
+
+    cfg = load()
+    out = {k: cfg[f"ec2.{k}"] for k in ("region", "instance_type", "ssh_user", "ssh_port",
+                                         "remote_dir", "idle_action", "ssh_timeout",
+                                         "log_sync_interval")}
+    out["port_range"] = (cfg["ec2.start_port"], cfg["ec2.end_port"])
+    return out
 
 
 def _check_type(name, value, types, what):
@@ -39,22 +51,27 @@ def _bid(name, value):
         raise InvalidArgumentType(f"Ec2Config: {name} is a bid price in US dollars as a str "
                                   f"(e.g. '0.42'), got {value!r}.")
     try:
-        if float(value) <= 0:
-            raise ValueError
+        price = float(value)
     except ValueError:
+        price = None
+    if price is None or not price > 0:
         raise InvalidArgument(f"Ec2Config: {name} must be a positive price like '0.42', "
-                              f"got {value!r}.") from None
+                              f"got {value!r}.")
     return value
 
 
 class Ec2Config:
     """How to launch and reach the EC2 instances of a cluster.
 
+    Defaults not given here are the ``[ec2]`` keys of the configuration (shipped in
+    ``conf/defaults.toml``; the user's config file and ``DATO_DIST_EC2_<KEY>`` override them).
+
     Parameters
     ----------
-    region : str
-        AWS region, e.g. ``'us-west-2'``.
-    instance_type : str
+    region : str, optional
+        AWS region, e.g. ``'us-west-2'`` (config key ``ec2.region``, shipped 'us-west-2').
+    instance_type : str, optional
+        Config key ``ec2.instance_type``, shipped 'm3.xlarge'.
     aws_access_key_id, aws_secret_access_key : str, optional
         Both or neither. Neither: ``gl.aws.set_credentials`` or boto3's credential chain.
     security_group : str, optional
@@ -86,7 +103,7 @@ class Ec2Config:
     remote_dir : str
         The hosts' folder for dato-dist files (one subfolder per instance id).
     port_range : (int, int)
-        Ports the job drivers listen in.
+        Ports the job drivers listen in (config keys ``ec2.start_port``, ``ec2.end_port``).
     modules, extra_modules : list of str
         Host module names (``ec2/modules/<name>``) and folders of the user's modules,
         each with optional ``init.sh``, ``setup.sh``, ``test.sh``, ``run.sh``.
@@ -105,16 +122,27 @@ class Ec2Config:
     [instance_type: m3.xlarge, region: us-west-2, aws_access_key: ABCD...]
     """
 
-    def __init__(self, region="us-west-2", instance_type="m3.xlarge", aws_access_key_id=None,
+    def __init__(self, region=None, instance_type=None, aws_access_key_id=None,
                  aws_secret_access_key=None, security_group=None, tags=None, cidr_ip=None,
                  subnet_id=None, security_group_id=None, *, key_name=None, key_file=None,
-                 ami=None, use_private_ips=False, ssh_user="ec2-user", ssh_port=22,
+                 ami=None, use_private_ips=False, ssh_user=None, ssh_port=None,
                  endpoint_url=None, head_bid_price=None, worker_bid_price=None,
                  iam_instance_profile=None, host_python=None, runners_per_host=None,
-                 remote_dir="~/dato-dist", port_range=(9100, 9200), modules=DEFAULT_MODULES,
+                 remote_dir=None, port_range=None, modules=DEFAULT_MODULES,
                  extra_modules=(), deploy_root_dir=None, variables_file=None,
-                 bootstrap_cmds=(), bootstrap_python_packages=(), idle_action="shutdown",
-                 ssh_timeout=300.0, log_sync_interval=2.0):
+                 bootstrap_cmds=(), bootstrap_python_packages=(), idle_action=None,
+                 ssh_timeout=None, log_sync_interval=None):
+        defaults = _config_defaults()
+        region = defaults["region"] if region is None else region
+        instance_type = defaults["instance_type"] if instance_type is None else instance_type
+        ssh_user = defaults["ssh_user"] if ssh_user is None else ssh_user
+        ssh_port = defaults["ssh_port"] if ssh_port is None else ssh_port
+        remote_dir = defaults["remote_dir"] if remote_dir is None else remote_dir
+        port_range = defaults["port_range"] if port_range is None else port_range
+        idle_action = defaults["idle_action"] if idle_action is None else idle_action
+        ssh_timeout = defaults["ssh_timeout"] if ssh_timeout is None else ssh_timeout
+        log_sync_interval = (defaults["log_sync_interval"] if log_sync_interval is None
+                             else log_sync_interval)
         for name, value in [("region", region), ("instance_type", instance_type),
                             ("aws_access_key_id", aws_access_key_id),
                             ("aws_secret_access_key", aws_secret_access_key),
@@ -155,12 +183,18 @@ class Ec2Config:
             raise InvalidArgument("Ec2Config: runners_per_host must be a positive int.")
         try:
             lo, hi = (int(p) for p in port_range)
-            assert 0 < lo <= hi < 65536
-        except (TypeError, ValueError, AssertionError):
+        except (TypeError, ValueError):
+            lo = hi = 0
+        if not 0 < lo <= hi < 65536:
             raise InvalidArgument(f"Ec2Config: port_range must be (start, end), got "
-                                  f"{port_range!r}.") from None
+                                  f"{port_range!r}.")
         if idle_action not in IDLE_ACTIONS:
             raise InvalidArgument(f"Ec2Config: idle_action must be one of {IDLE_ACTIONS}.")
+        modules = _str_list("modules", list(modules))
+        extra_modules = [os.path.abspath(os.path.expanduser(p))
+                         for p in _str_list("extra_modules", list(extra_modules))]
+        # A missing module folder is found here, not half-way through a launch.
+        bootstrap.module_dirs(modules, extra_modules)
         from . import provision  # boto3 lives there; imported when a config is made
 
         provision.check_region(region)
@@ -188,9 +222,8 @@ class Ec2Config:
         self.runners_per_host = runners_per_host
         self.remote_dir = remote_dir
         self.port_range = (lo, hi)
-        self.modules = _str_list("modules", list(modules))
-        self.extra_modules = [os.path.abspath(os.path.expanduser(p))
-                              for p in _str_list("extra_modules", list(extra_modules))]
+        self.modules = modules
+        self.extra_modules = extra_modules
         self.deploy_root_dir = deploy_root_dir
         self.variables_file = variables_file
         self.bootstrap_cmds = _str_list("bootstrap_cmds", list(bootstrap_cmds))
@@ -242,7 +275,14 @@ class Ec2Config:
         region = data.pop("region")
         instance_type = data.pop("instance_type")
         known = {k: v for k, v in data.items() if k in cls._FIELDS}
-        return cls(region, instance_type, **known)
+        # A cluster reloaded elsewhere need not have the module folders it was launched
+        # with: they are checked again before a launch (Ec2Cluster._launch).
+        modules = known.pop("modules", DEFAULT_MODULES)
+        extra_modules = known.pop("extra_modules", ())
+        config = cls(region, instance_type, **known)
+        config.modules = list(modules)
+        config.extra_modules = list(extra_modules)
+        return config
 
     def __eq__(self, other):
         return isinstance(other, Ec2Config) and other.to_dict() == self.to_dict()

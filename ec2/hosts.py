@@ -23,7 +23,7 @@ import fabric
 import invoke
 import paramiko
 
-from dato_dist.errors import HostsFailed
+from dato_dist.errors import Ec2SettingError, HostsFailed, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def env_stdin(env):
         return "", None
     line = env_prefix(env)
     if "\n" in line or "\r" in line:  # shlex.quote keeps newlines inside quotes
-        raise ValueError("environment values for the hosts must be single-line")
+        raise InvalidArgument("environment values for the hosts must be single-line")
     return ENV_FROM_STDIN, line + "\n"
 
 
@@ -136,8 +136,10 @@ class HostSet:
             import ipaddress
 
             if not ipaddress.ip_address(host.address).is_loopback:
-                raise ValueError(f"refusing to SSH to {host.address}: the AWS endpoint is local, "
-                                 "so every host must be on loopback")
+                raise Ec2SettingError(
+                    f"refusing to SSH to {host.address}: the AWS endpoint is local, so every "
+                    "host must be on loopback (Ec2Config(use_private_ips=True)?)",
+                    setting="use_private_ips")
 
     def connection(self, host):
         """A (cached) Fabric connection to ``host``; its host key checked if recorded."""

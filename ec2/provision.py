@@ -70,9 +70,11 @@ def _aws(what, config=None):
         raise
     except botocore.exceptions.NoCredentialsError:
         raise AwsCredentialsError(
-            f"{what}: no AWS credentials found. Pass Ec2Config(aws_access_key_id=..., "
-            "aws_secret_access_key=...), call gl.aws.set_credentials(...), or configure "
-            "boto3's credential chain.", setting="aws_access_key_id") from None
+            f"{what}: no AWS credentials found (not in Ec2Config, gl.aws, the environment "
+            "variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, nor boto3's profile files). "
+            "Pass Ec2Config(aws_access_key_id=..., aws_secret_access_key=...), call "
+            "gl.aws.set_credentials(...), or configure boto3's credential chain.",
+            source=None) from None
     except (botocore.exceptions.EndpointConnectionError,
             botocore.exceptions.ConnectTimeoutError) as e:
         raise Ec2SettingError(
@@ -90,10 +92,7 @@ def _aws(what, config=None):
         err = e.response.get("Error", {})
         code, message = err.get("Code", "?"), err.get("Message", str(e))
         if code in _CREDENTIAL_CODES:
-            raise AwsCredentialsError(
-                f"{what}: AWS refused the credentials ({code}: {message}). Fix "
-                "Ec2Config(aws_access_key_id=..., aws_secret_access_key=...) or "
-                "gl.aws.set_credentials(...).", setting="aws_access_key_id", code=code) from None
+            raise credentials_refused(what, config, code, message) from None
         if code in _CAPACITY_CODES:
             raise CapacityError(
                 f"{what}: EC2 cannot give these instances now ({code}: {message}). Try "
@@ -117,6 +116,54 @@ def _aws(what, config=None):
         raise Ec2Error(f"{what}: {code}: {message}") from None
     except botocore.exceptions.BotoCoreError as e:
         raise Ec2Error(f"{what}: {e}") from None
+
+
+def credentials_refused(what, config, code, message):
+    """The :class:`AwsCredentialsError` for credentials AWS refused: where they came from
+    and what to check (the key id masked, never the secret)."""
+    source, fix = credential_source(config)
+    endpoint = getattr(config, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL")
+    return AwsCredentialsError(
+        f"{what}: AWS refused the credentials ({code}: {message}). They came from {source}. "
+        f"Check that the access key id and its secret are right, belong together and are "
+        f"still active (IAM console, or `aws sts get-caller-identity`)"
+        + (f" on the endpoint {endpoint}" if endpoint else "") + f"; then fix {fix}.",
+        code=code, source=source)
+
+
+def credential_source(config=None):
+    """``(where, what to fix)``: the origin of the credentials a client of ``config`` (or
+    boto3's default session, for None) signs with, in words, never showing the secret."""
+    from . import aws
+
+    if config is not None and config.aws_access_key_id:
+        return (f"the Ec2Config arguments (aws_access_key_id {aws.mask(config.aws_access_key_id)})",
+                "Ec2Config(aws_access_key_id=..., aws_secret_access_key=...)")
+    if aws._credentials:
+        return (f"gl.aws.set_credentials(...) (access key {aws.mask(aws._credentials['access_key'])})",
+                "the keys given to gl.aws.set_credentials(...)")
+    try:
+        session = (boto3.session.Session(region_name=config.region) if config is not None
+                   else boto3.session.Session())
+        creds = session.get_credentials()
+        method = creds.method if creds is not None else None
+        key = aws.mask(creds.access_key) if creds is not None else None
+        profile = session.profile_name
+    except Exception:  # noqa: BLE001 - describing the source must not hide the real error
+        return "boto3's credential chain", "your AWS credentials"
+    if method == "env":
+        return (f"the environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                f"(access key {key})", "those environment variables")
+    if method in ("shared-credentials-file", "config-file"):
+        path = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")
+                if method == "shared-credentials-file"
+                else os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+        return (f"boto3's credential chain: profile '{profile}' of {path} (access key {key})",
+                f"profile '{profile}' in {path} (or AWS_PROFILE)")
+    if method:
+        return (f"boto3's credential chain ({method}, access key {key})",
+                "the credentials of that source")
+    return "nowhere (boto3's credential chain found none)", "your AWS credentials"
 
 
 # -- sessions and clients ----------------------------------------------------------------
@@ -248,9 +295,14 @@ def client_cidr(config):
 
 
 def key_dir():
+    """Where private keys of key pairs made for clusters are kept (config key ec2.key_dir)."""
+    from pathlib import Path
+
     from dato_dist.config import load
 
-    d = load().home / "ec2" / "keys"
+    cfg = load()
+    d = Path(os.path.expanduser(cfg["ec2.key_dir"])) if cfg["ec2.key_dir"] else (
+        cfg.home / "ec2" / "keys")
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
     return d
@@ -393,13 +445,17 @@ def _wait(config, ec2, waiter, instance_ids, timeout):
             "Delay": delay, "MaxAttempts": max(1, int(timeout // delay))})
 
 
-def launch(config, *, cluster_name, num_hosts, state_path=None, timeout=600.0):
+def launch(config, *, cluster_name, num_hosts, state_path=None, timeout=None):
     """Launch ``num_hosts`` tagged instances (the first is the head) and wait until they run.
 
     Returns ``(hosts, created)``: hosts as :func:`describe` gives them, and what this
     launch created (security group, key pair) as a dict. On any failure, Ctrl-C
     included, everything created is removed before the error propagates.
     """
+    if timeout is None:
+        from dato_dist.config import load
+
+        timeout = load()["ec2.launch_timeout"]
     ec2 = client(config, "ec2")
     created = _Created()
     try:
@@ -511,18 +567,45 @@ def find_clusters(config):
     return clusters
 
 
+class _NoBucket(Exception):
+    pass
+
+
+def check_credentials(config=None, what="Checking the AWS credentials"):
+    """Ask STS who the credentials are (no permission needed): raises
+    :class:`AwsCredentialsError` naming their source when AWS refuses them."""
+    if config is None:
+        sts = boto3.session.Session().client("sts", config=_BOTO_CONFIG)
+    else:
+        sts = client(config, "sts")
+    with _aws(what, config):
+        return sts.get_caller_identity().get("Arn")
+
+
 def ensure_bucket(config, s3_uri):
     """Create the bucket of ``s3_uri`` when it does not exist (in the config's region)."""
     bucket = urllib.parse.urlsplit(s3_uri).netloc
     s3 = client(config, "s3")
+    what = f"Checking bucket {bucket}"
     try:
-        s3.head_bucket(Bucket=bucket)
-        return
-    except botocore.exceptions.ClientError as e:
-        code = e.response.get("Error", {}).get("Code")
-        if code not in ("404", "NoSuchBucket", "NotFound"):
-            with _aws(f"Checking bucket {bucket}", config):
-                raise
+        with _aws(what, config):
+            try:
+                s3.head_bucket(Bucket=bucket)
+                return
+            except botocore.exceptions.ClientError as e:
+                code = e.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    raise _NoBucket() from None
+                if code not in ("403", "Forbidden"):
+                    raise
+            # HEAD answers have no body: a bare 403 does not say whether the credentials
+            # or the permissions are wrong. A call with a body (same permission) does.
+            s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
+            raise Ec2SettingError(
+                f"{what}: 403 Forbidden on HEAD, yet the bucket can be listed. Check the "
+                "bucket policy of s3_path.", setting=None, code="403")
+    except _NoBucket:
+        pass
     with _aws(f"Creating bucket {bucket}", config):
         kwargs = {"Bucket": bucket}
         if config.region != "us-east-1":

@@ -6,8 +6,10 @@ allocation, the port range) and registers the cluster by name on this machine. E
 one YARN application (see :mod:`yarn_app.spec`); its store is ``<dist folder>/jobs``.
 """
 
+import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -15,8 +17,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from dato_dist.config import load as load_config
-from dato_dist.environments.base import Environment
-from dato_dist.errors import InvalidArgument, InvalidArgumentType
+from dato_dist.environments.base import Environment, record_start_failure
+from dato_dist.errors import DatoDistError, InvalidArgument, InvalidArgumentType, YarnError
 from dato_dist.session import check_name, environments
 
 from . import dist as distmod
@@ -28,8 +30,32 @@ ALIVE_STATES = {"NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING"}
 FINAL_STATUS = {"SUCCEEDED": "Completed", "FAILED": "Failed", "KILLED": "Canceled",
                 "UNDEFINED": "Pending", "UNKNOWN": "Unknown"}
 
+_APP_ID = re.compile(r"application_\d+_\d+")
 _clients = {}
 _clients_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _yarn(what, app_id=None, hint=""):
+    """The one choke point for YARN and Skein errors: anything raised inside the block
+    (Skein's errors, its wrapped KeyError/ValueError, gRPC, a Java driver that cannot start)
+    becomes a :class:`YarnError` saying what was being done, ending with the
+    ``yarn logs -applicationId`` command when the application is known."""
+    try:
+        yield
+    except DatoDistError:
+        raise
+    except Exception as e:  # noqa: BLE001 - skein raises builtins and its own types alike
+        detail = str(e).strip().rstrip(".") or type(e).__name__
+        if app_id is None:  # YARN may name the application it refused (a failed submit)
+            named = _APP_ID.search(detail)
+            app_id = named.group(0) if named else None
+        raise YarnError(f"{what}: {detail}." + (f" {hint}" if hint else ""),
+                        app_id=app_id) from e
+
+
+def _diagnostics(report):
+    return (report.diagnostics or "").strip().rstrip(".") or "no diagnostics"
 
 
 def _yarn_setting(conf_dir, key, default):
@@ -53,12 +79,9 @@ def skein_client(conf_dir):
         client = _clients.get(conf_dir)
         if client is None:
             os.environ["HADOOP_CONF_DIR"] = conf_dir  # the Skein driver reads it
-            try:
+            with _yarn(f"Cannot start a YARN client for the Hadoop conf dir {conf_dir}",
+                       hint="Is `yarn classpath --glob` on PATH and the ResourceManager up?"):
                 client = skein.Client(log_level="WARN")
-            except Exception as e:  # skein raises its own DriverError types
-                raise InvalidArgument(
-                    f"Cannot start a YARN client for the Hadoop conf dir {conf_dir}: {e}. Is "
-                    "`yarn classpath --glob` on PATH and the ResourceManager up?") from None
             _clients[conf_dir] = client
         return client
 
@@ -163,6 +186,16 @@ class HadoopCluster(Environment):
         return skein_client(self.hadoop_conf_dir)
 
     def start_job(self, files, spec, config, prepared=None):
+        try:
+            return self._start_job(files, spec, config)
+        except Exception as e:
+            record_start_failure(files, str(e))
+            raise
+        except BaseException:
+            record_start_failure(files, "The client was interrupted while it submitted the job.")
+            raise
+
+    def _start_job(self, files, spec, config):
         from .spec import application_spec
 
         dist_config = self._dist_config()
@@ -173,9 +206,12 @@ class HadoopCluster(Environment):
             dist_config=dist_config, packages=packages,
             driver_memory=config["hadoop.driver_memory"], queue=config["hadoop.queue"],
             heartbeat_interval=spec["settings"]["heartbeat_interval"])
-        client = self._client()
-        app_id = client.submit(app_spec)
+        app_id = None
         try:
+            client = self._client()
+            with _yarn(f"Submitting job '{spec['name']}' to YARN (queue "
+                       f"{config['hadoop.queue']})"):
+                app_id = client.submit(app_spec)
             files.write_launch({"app_id": app_id, "host": socket.gethostname(),
                                 "submitted": time.time()})
             log.info("Job '%s' submitted to YARN as %s.", spec["name"], app_id)
@@ -183,10 +219,11 @@ class HadoopCluster(Environment):
             # The key lives only in the application master's memory.
             self._put_key(client, app, secrets.token_bytes(32).hex().encode())
         except BaseException:
-            try:
-                client.kill_application(app_id)
-            except Exception:
-                pass
+            if app_id is not None:
+                try:
+                    client.kill_application(app_id)
+                except Exception as e:  # noqa: BLE001 - it may have ended already
+                    log.debug("kill_application(%s): %s", app_id, e)
             raise
         return app_id
 
@@ -194,19 +231,20 @@ class HadoopCluster(Environment):
     def _connect(client, app_id, timeout):
         deadline = time.monotonic() + timeout
         while True:
-            report = client.application_report(app_id)
+            with _yarn(f"Asking YARN for the state of {app_id}", app_id):
+                report = client.application_report(app_id)
             state = str(report.state)
             if state == "RUNNING":
-                return client.connect(app_id, wait=False)
+                with _yarn(f"Connecting to the application master of {app_id}", app_id):
+                    return client.connect(app_id, wait=False)
             if state not in ALIVE_STATES:
-                raise InvalidArgument(
-                    f"YARN application {app_id} ended before it ran ({state}): "
-                    f"{report.diagnostics}. See: yarn logs -applicationId {app_id}")
+                raise YarnError(f"YARN application {app_id} ended before it ran ({state}): "
+                                f"{_diagnostics(report)}.", app_id=app_id)
             if time.monotonic() > deadline:
-                raise InvalidArgument(
+                raise YarnError(
                     f"YARN application {app_id} did not start within {timeout:.0f} s (state "
                     f"{state}); the cluster may be full. It was killed. Config key: "
-                    "hadoop.start_timeout.")
+                    "hadoop.start_timeout.", app_id=app_id)
             time.sleep(0.2)  # the driver waits for the key: notice RUNNING promptly
 
     @staticmethod
@@ -221,23 +259,24 @@ class HadoopCluster(Environment):
                 app.kv["dato-dist.authkey"] = value
                 return
             except (skein.exceptions.ApplicationError, ConnectionError, TimeoutError) as e:
-                report = client.application_report(app.id)
+                with _yarn(f"Asking YARN for the state of {app.id}", app.id):
+                    report = client.application_report(app.id)
                 if str(report.state) not in ALIVE_STATES:
-                    raise InvalidArgument(
+                    raise YarnError(
                         f"YARN application {app.id} ended ({report.state}) before it took the "
-                        f"job key: {report.diagnostics}. See: yarn logs -applicationId "
-                        f"{app.id}") from None
+                        f"job key: {_diagnostics(report)}.", app_id=app.id) from None
                 if time.monotonic() > deadline:
-                    raise InvalidArgument(
+                    raise YarnError(
                         f"The application master of {app.id} did not accept the job key within "
-                        f"{timeout:.0f} s ({type(e).__name__}: {e}). See: yarn logs "
-                        f"-applicationId {app.id}") from None
+                        f"{timeout:.0f} s ({type(e).__name__}: {e}).", app_id=app.id) from None
                 time.sleep(0.2)
 
     def _report(self, launch):
         if not launch or not launch.get("app_id"):
             return None
-        return self._client().application_report(launch["app_id"])
+        client = self._client()
+        with _yarn(f"Asking YARN for the state of {launch['app_id']}", launch["app_id"]):
+            return client.application_report(launch["app_id"])
 
     def is_alive(self, files, launch, state):
         report = self._report(launch)

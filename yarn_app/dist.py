@@ -41,8 +41,25 @@ PACKAGES_DIR = "user_packages"
 JOBS_DIR = "jobs"
 #: What the containers import besides dato_dist itself.
 CONTAINER_REQUIREMENTS = ["skein>=0.8.2", "hdfs-native>=0.14"]
-DEFAULTS = {"num_containers": 3, "container_size": 4096, "num_vcores": 2,
-            "start_port": 9100, "end_port": 9200}
+#: The dist folder's settings; their defaults are the ``[hadoop]`` config keys of these names.
+DEFAULT_KEYS = ("num_containers", "container_size", "num_vcores", "start_port", "end_port")
+
+
+def defaults():
+    """A new dist folder's settings from the configuration (conf/defaults.toml [hadoop])."""
+    from dato_dist.config import load
+
+    cfg = load()
+    return {key: cfg[f"hadoop.{key}"] for key in DEFAULT_KEYS}
+
+
+def default_cache_dir():
+    """Where packed environments are kept: ``$DATO_DIST_CACHE``, else config key
+    ``hadoop.cache_dir``, else ``~/.cache/dato-dist``."""
+    from dato_dist.config import load
+
+    return Path(os.path.expanduser(os.environ.get("DATO_DIST_CACHE")
+                                   or load()["hadoop.cache_dir"] or "~/.cache/dato-dist"))
 
 
 class DistFolderError(DatoDistError, ValueError):
@@ -85,7 +102,7 @@ def build_env(*, python=sys.executable, python_prefix=None, cache_dir=None, whl=
     whl = Path(whl) if whl else wheel.build()
     key = f"dato-dist-{_version.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-" \
           f"{whl.parent.name}"
-    cache = Path(cache_dir or wheel.cache_root()) / "envs"
+    cache = Path(cache_dir or default_cache_dir()) / "envs"
     archive = cache / f"{key}.tar.gz"
     if archive.is_file():
         log.info("Reusing the packed environment %s", archive)
@@ -151,7 +168,7 @@ def check_version(dist_path, config):
 def install(dist_path, *, num_containers=None, container_size=None, num_vcores=None,
             start_port=None, end_port=None, python_prefix=None):
     """Build and upload the dist folder to ``dist_path``; return its config."""
-    settings = dict(DEFAULTS)
+    settings = defaults()
     for key, value in (("num_containers", num_containers), ("container_size", container_size),
                        ("num_vcores", num_vcores), ("start_port", start_port),
                        ("end_port", end_port)):

@@ -47,12 +47,10 @@ import urllib.request
 from xml.sax.saxutils import escape
 
 DEFAULT_HADOOP_VERSION = "3.4.1"
-FALLBACK_HADOOP_VERSION = "3.3.6"  # documented fallback; not tried automatically
 MAVEN_DEPENDENCY_PLUGIN_VERSION = "3.6.1"
 JUNIT_VERSION = "4.13.2"
 MOCKITO_VERSION = "2.28.2"
 MAIN_CLASS = "DatoMiniCluster"
-READY_MARKER = "DATO_MINICLUSTER_READY"
 
 # Hadoop 3.3/3.4 on Java 17: Guice/cglib (RM/NM web apps), JAXB (WebHDFS) and friends.
 ADD_OPENS = [

@@ -105,3 +105,23 @@ class Environment(abc.ABC):
 
     def close(self):
         """Release client-side resources (connections); the environment stays usable."""
+
+
+def record_start_failure(files, error):
+    """Mark a job whose start failed (``start_job`` raised) Failed with ``error``, unless
+    it already ended: it is never left Pending forever. Best effort: logs what it cannot do."""
+    import logging
+    import time
+
+    from ..errors import DatoDistError
+
+    try:
+        state = files.read_state() or {}
+        if state.get("status") in ("Completed", "Failed", "Canceled"):
+            return
+        state.update(status="Failed", ended=time.time(), error=error)
+        state.setdefault("started", None)
+        files.write_state(state)
+    except (DatoDistError, OSError) as e:
+        logging.getLogger(__name__).warning(
+            "Could not record that job %s failed to start: %s", files.job_id, e)

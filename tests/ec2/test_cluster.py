@@ -301,7 +301,7 @@ def test_no_secret_written_anywhere(cluster, sandbox):
                 assert SECRET_KEY.encode() not in f.read(), os.path.join(root, name)
 
 
-def test_no_secret_on_the_hosts_command_lines(cluster, sandbox):
+def test_no_secret_on_the_hosts_command_lines(cluster):
     """The credentials and the job's key reach the hosts on the SSH channel's stdin, not
     in the remote command: no process shows them in ``ps -eo args`` while jobs start and
     run (the hosts' processes are this machine's), and the commands still get them."""
@@ -396,3 +396,29 @@ def test_host_lost_mid_job_the_job_completes(cluster, sandbox, monkeypatch):
     metrics = job.get_metrics()
     assert all(r["status"] == "Completed" for r in metrics)
     sandbox.ssh_hosts(["127.0.0.5"])  # power it back on for the fixture's teardown
+
+
+def test_a_driver_that_cannot_start_leaves_the_job_failed(cluster, monkeypatch):
+    """The head's agent finds no free port for the driver: job.create raises, and the job
+    is Failed with the reason, not Pending forever."""
+    import socket
+
+    import dato_dist as gl
+    from dato_dist.errors import Ec2Error, HostsFailed
+
+    head_ip = cluster.hosts[0].private_ip
+    taken = socket.socket()  # the range's only port is taken
+    taken.bind((head_ip, 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    monkeypatch.setattr(cluster.ec2_config, "port_range", (port, port))
+    try:
+        with pytest.raises(HostsFailed) as e:
+            gl.deploy.job.create(add, name="no-port-job", environment=cluster, x=1, y=2)
+    finally:
+        taken.close()
+    assert isinstance(e.value, Ec2Error) and e.value.exit_code == 7
+    assert "no free port" in str(e.value)
+    job = gl.deploy.jobs["no-port-job"]
+    assert job.get_status() == "Failed"
+    assert "no free port" in job.get_error() and "start the job's driver" in job.get_error()

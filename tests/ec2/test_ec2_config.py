@@ -29,8 +29,10 @@ def test_graphlab_names_and_signatures():
 
     assert gl.deploy.Ec2Config is Ec2Config
     params = list(inspect.signature(Ec2Config).parameters.values())
+    # region and instance_type default to the config keys ec2.region / ec2.instance_type,
+    # shipped as GraphLab's 'us-west-2' / 'm3.xlarge' (test_defaults_come_from_the_config)
     assert [(p.name, p.default) for p in params[:9]] == [
-        ("region", "us-west-2"), ("instance_type", "m3.xlarge"), ("aws_access_key_id", None),
+        ("region", None), ("instance_type", None), ("aws_access_key_id", None),
         ("aws_secret_access_key", None), ("security_group", None), ("tags", None),
         ("cidr_ip", None), ("subnet_id", None), ("security_group_id", None)]
     assert all(p.kind is p.KEYWORD_ONLY for p in params[9:])
@@ -176,6 +178,48 @@ def test_botocore_errors_become_ours(code, message, kind, setting):
         assert "instance_type" in str(e.value) and "quota" in str(e.value)
 
 
+def test_refused_credentials_name_their_source(clean_aws):
+    """AuthFailure & co. say where the keys came from (key id masked, never the secret)."""
+    import dato_dist as gl
+    from dato_dist.ec2 import provision
+    from dato_dist.ec2.config import Ec2Config
+    from dato_dist.errors import AwsCredentialsError, ConfigError
+
+    def refused(config):
+        with pytest.raises(AwsCredentialsError) as e:
+            with provision._aws("Launching", config):
+                raise _client_error("AuthFailure", "AWS was not able to validate")
+        assert isinstance(e.value, ConfigError) and e.value.exit_code == 2
+        return e.value
+
+    e = refused(None)
+    assert "environment variables AWS_ACCESS_KEY_ID" in str(e) and "test..." in str(e)
+    assert e.source.startswith("the environment variables")
+    explicit = Ec2Config(aws_access_key_id="AKIAEXPLICIT", aws_secret_access_key="n0t-shown")
+    e = refused(explicit)
+    assert "the Ec2Config arguments (aws_access_key_id AKIA...)" in str(e)
+    assert "AKIAEXPLICIT" not in str(e) and "n0t-shown" not in str(e)
+    gl.aws.set_credentials("AKIAFROMSETCREDS", "s3cr3t-not-shown")
+    e = refused(Ec2Config())
+    assert "gl.aws.set_credentials" in e.source and "s3cr3t" not in str(e)
+    assert "AuthFailure" in str(e) and "sts get-caller-identity" in str(e)
+
+
+def test_credentials_from_a_profile_file_name_the_file(clean_aws, tmp_path, monkeypatch):
+    from dato_dist.ec2 import provision
+
+    creds = tmp_path / "credentials"
+    creds.write_text("[team]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = x\n")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_PROFILE", "team")
+    source, fix = provision.credential_source(None)
+    assert f"profile 'team' of {creds}" in source and "AKIA..." in source
+    assert "AKIAPROFILE" not in source and str(creds) in fix
+
+
 def test_no_credentials_is_a_clear_error():
     import botocore.exceptions
 
@@ -186,3 +230,85 @@ def test_no_credentials_is_a_clear_error():
         with provision._aws("Describing"):
             raise botocore.exceptions.NoCredentialsError()
     assert "gl.aws.set_credentials" in str(e.value)
+
+
+def test_defaults_come_from_the_config(tmp_path, monkeypatch):
+    """[ec2] of conf/defaults.toml < user file < DATO_DIST_EC2_* < Ec2Config arguments."""
+    from dato_dist.ec2.config import Ec2Config
+
+    shipped = Ec2Config()
+    assert (shipped.region, shipped.instance_type, shipped.ssh_user, shipped.ssh_port,
+            shipped.port_range, shipped.idle_action, shipped.remote_dir) == (
+        "us-west-2", "m3.xlarge", "ec2-user", 22, (9100, 9200), "shutdown", "~/dato-dist")
+    user = tmp_path / "config.toml"
+    user.write_text('[ec2]\nregion = "eu-west-1"\ninstance_type = "t3.micro"\n'
+                    'start_port = 9300\nend_port = 9310\n')
+    monkeypatch.setenv("DATO_DIST_CONFIG", str(user))
+    monkeypatch.setenv("DATO_DIST_EC2_INSTANCE_TYPE", "c5.large")
+    monkeypatch.setenv("DATO_DIST_EC2_SSH_TIMEOUT", "12")
+    c = Ec2Config()
+    assert (c.region, c.instance_type, c.port_range, c.ssh_timeout) == (
+        "eu-west-1", "c5.large", (9300, 9310), 12.0)
+    given = Ec2Config("us-east-1", "t3.nano", port_range=(9500, 9501), ssh_timeout=5)
+    assert (given.region, given.instance_type, given.port_range, given.ssh_timeout) == (
+        "us-east-1", "t3.nano", (9500, 9501), 5.0)
+    # a config reloaded from its dict keeps its values whatever the config says now
+    assert Ec2Config.from_dict(given.to_dict()) == given
+
+
+def test_missing_module_folders_are_errors_at_config(tmp_path):
+    from dato_dist.ec2.config import Ec2Config
+    from dato_dist.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument) as e:
+        Ec2Config(extra_modules=[str(tmp_path / "no-such-module")])
+    assert "no-such-module" in str(e.value) and "extra_modules" in str(e.value)
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(InvalidArgument) as e:
+        Ec2Config(modules=["python", "nope"])
+    assert "'nope'" in str(e.value) and "packages" in str(e.value)  # names the built-ins
+    (tmp_path / "mine").mkdir()
+    ok = Ec2Config(extra_modules=[str(tmp_path / "mine")])
+    assert ok.extra_modules == [str(tmp_path / "mine")]
+    # a cluster's config reloaded on a machine without the folder still loads
+    (tmp_path / "mine").rmdir()
+    again = Ec2Config.from_dict(ok.to_dict())
+    assert again.extra_modules == [str(tmp_path / "mine")]
+
+
+def test_gl_aws_bad_arguments_are_ours(clean_aws):
+    import dato_dist as gl
+    from dato_dist.errors import InvalidArgumentType
+
+    with pytest.raises(InvalidArgumentType, match="access_key"):
+        gl.aws.set_credentials(None, "x")
+    with pytest.raises(TypeError, match="secret_key"):
+        gl.aws.set_credentials("AKIA", "")
+
+
+def test_backend_errors_share_one_base():
+    from dato_dist import errors
+
+    assert issubclass(errors.Ec2Error, errors.BackendError)
+    assert issubclass(errors.YarnError, errors.BackendError)
+    assert issubclass(errors.BackendError, RuntimeError)
+    assert errors.BackendError.exit_code == errors.Ec2Error.exit_code == 7
+    assert errors.YarnError.exit_code == 7 and not issubclass(errors.YarnError, ValueError)
+    assert errors.Ec2CredentialsError is errors.AwsCredentialsError
+
+
+@pytest.mark.parametrize("folder", ["ec2", "yarn_app"])
+def test_backend_code_raises_no_bare_builtin_errors(folder):
+    """Backend code raises our errors (each also the builtin where one fits)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / folder
+    bare = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(exc, ast.Name) and exc.id in ("ValueError", "TypeError"):
+                    bare.append(f"{path.name}:{node.lineno}")
+    assert bare == []

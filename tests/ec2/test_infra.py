@@ -167,7 +167,7 @@ def test_default_ami_resolves_through_ssm(moto_server, region):
 
 
 @needs_fabric
-def test_key_pairs_security_groups_and_tags(ec2_client, loopback_subnet, ssh_hosts, tmp_path):
+def test_key_pairs_security_groups_and_tags(ec2_client, loopback_subnet, ssh_hosts):
     ec2 = ec2_client
     name = f"dd-test-{uuid.uuid4().hex[:8]}"
     created = ec2.create_key_pair(KeyName=name)

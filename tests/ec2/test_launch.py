@@ -404,3 +404,21 @@ def _sleep(seconds):
 
     _t.sleep(seconds)
     return seconds
+
+
+def test_missing_module_folder_fails_before_any_instance_launches(sandbox, tmp_path):
+    """A config reloaded from its dict (a cluster's state, made elsewhere) whose module
+    folder is not on this machine: the launch stops before EC2 is asked for anything."""
+    import dato_dist as gl
+    from dato_dist.ec2.config import Ec2Config
+    from dato_dist.errors import InvalidArgument
+
+    module = tmp_path / "gone"
+    module.mkdir()
+    data = sandbox.config(extra_modules=[str(module)]).to_dict()
+    module.rmdir()
+    config = Ec2Config.from_dict(data)
+    with pytest.raises(InvalidArgument, match="extra module folder .*gone.* does not exist"):
+        gl.deploy.ec2_cluster.create("no-module", f"s3://{sandbox.bucket}/no-module", config, 1)
+    assert sandbox.instances("no-module") == {}
+    assert _groups(sandbox, "dato-dist-no-module") == []

@@ -168,7 +168,7 @@ def test_worker_container_killed_its_tasks_rerun(hadoop, yarn_apps):
     assert rerun["worker"] != row["worker"]
 
 
-def test_driver_lost_fails_the_job_with_yarn_diagnostics(hadoop, minicluster, yarn_apps):
+def test_driver_lost_fails_the_job_with_yarn_diagnostics(hadoop, yarn_apps):
     job = gl.deploy.map_job.create(tasks.sleepy, [{"i": 1, "seconds": 60}], environment=hadoop)
     yarn_apps.append(job.app_id)
     wait_for(lambda: job.get_status() == "Running", 240, 0.5, what="Running")
@@ -222,3 +222,27 @@ def test_dist_folder_show_and_version_check(dist_path, minicluster):
                                             hadoop_conf_dir=minicluster.conf_dir)
     finally:
         store.write_json("config.json", config)
+
+
+def test_a_submission_yarn_rejects_is_a_yarn_error_and_a_failed_job(hadoop, monkeypatch,
+                                                                    yarn_apps):
+    """A queue that does not exist: YARN refuses the application. That is a YarnError (exit
+    7, never InvalidArgument) saying what was done, and the job is Failed with it."""
+    from dato_dist.errors import InvalidArgument, YarnError
+
+    import uuid
+
+    name = f"rejected-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DATO_DIST_HADOOP_QUEUE", "no-such-queue")
+    with pytest.raises(YarnError) as e:
+        gl.deploy.job.create(tasks.add, name=name, environment=hadoop, x=1, y=2)
+    yarn_apps.append(e.value.app_id)
+    message = str(e.value)
+    assert not isinstance(e.value, InvalidArgument) and e.value.exit_code == 7
+    assert message.startswith(f"Submitting job '{name}' to YARN (queue no-such-queue): ")
+    assert "unknown queue" in message
+    # YARN named the application it refused: the message ends with its logs command
+    assert e.value.app_id.startswith("application_")
+    assert message.endswith(f"yarn logs -applicationId {e.value.app_id}")
+    job = gl.deploy.jobs[name]
+    assert job.get_status() == "Failed" and job.get_error() == message
