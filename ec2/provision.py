@@ -574,10 +574,14 @@ class _NoBucket(Exception):
 def check_credentials(config=None, what="Checking the AWS credentials"):
     """Ask STS who the credentials are (no permission needed): raises
     :class:`AwsCredentialsError` naming their source when AWS refuses them."""
+    # one quick try: this is a diagnosis, often of another error that is reported anyway
+    quick = botocore.config.Config(connect_timeout=5, read_timeout=10,
+                                   retries={"max_attempts": 1, "mode": "standard"})
     if config is None:
-        sts = boto3.session.Session().client("sts", config=_BOTO_CONFIG)
+        sts = boto3.session.Session().client("sts", config=quick)
     else:
-        sts = client(config, "sts")
+        sts = _session(config).client("sts", endpoint_url=config.endpoint_url or None,
+                                      config=quick)
     with _aws(what, config):
         return sts.get_caller_identity().get("Arn")
 
