@@ -269,6 +269,8 @@ def job_settings(config):
         "flush_interval": config["driver.flush_interval"],
         "max_runner_restarts": config["driver.max_runner_restarts"],
         "runner_wait_timeout": config["driver.runner_wait_timeout"],
+        "driver_heartbeat_interval": config["driver.heartbeat_interval"],
+        "driver_heartbeat_timeout": config["driver.heartbeat_timeout"],
     }
 
 
