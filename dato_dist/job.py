@@ -139,18 +139,6 @@ class Job:
         return f"Job<id={self.id}, status={self.get_status(_silent=True)}>"
 
     # -- state -----------------------------------------------------------------------------
-    def _setting(self, name, config_key):
-        """The job's setting ``name`` (resolved at create), or this machine's config value
-        for jobs created before the setting existed."""
-        value = (self._spec.get("settings") or {}).get(name)
-        if value is None:
-            if self._config is None:
-                from .config import load
-
-                self._config = load()
-            value = self._config[config_key]
-        return value
-
     @property
     def _state_path(self):
         return self._files.store.display_path(f"{self._files.job_id}/{jobfiles.STATE}")
@@ -203,9 +191,11 @@ class Job:
         """Why the job's driver is lost when its heartbeat in the store (``updated``, the
         driver host's clock) is too old, else None."""
         updated = (state or {}).get("updated")
-        if not isinstance(updated, (int, float)):
+        # Drivers of jobs created before the setting existed refresh "updated" only when
+        # something changes: a long task would read as a lost driver.
+        timeout = (self._spec.get("settings") or {}).get("driver_heartbeat_timeout")
+        if not isinstance(updated, (int, float)) or timeout is None:
             return None
-        timeout = self._setting("driver_heartbeat_timeout", "driver.heartbeat_timeout")
         age = time.time() - updated
         if age <= timeout:
             return None
@@ -286,6 +276,7 @@ class Job:
             delay = min(delay * 1.5, poll_max)
 
     def _setting_read_timeout(self):
+        """``store.read_retry_timeout`` of this machine's config (read once per Job)."""
         if self._config is None:
             from .config import load
 
@@ -406,9 +397,13 @@ class Job:
 
         On a cluster only the job stops: the hosts or the YARN cluster keep running.
         """
-        if self.get_status(_silent=True) in FINAL:
-            log.info("Job '%s' already ended (%s); nothing to cancel.", self.name,
-                     self.get_status(_silent=True))
+        status = self.get_status(_silent=True)
+        if status in FINAL:
+            if self._final_state is None:
+                # Read as ended (its driver is gone or lost), though the store does not say
+                # so: stop whatever of it may still run, e.g. a driver that hangs.
+                self.environment.stop_job(self._files, self._read_launch())
+            log.info("Job '%s' already ended (%s); nothing to cancel.", self.name, status)
             return
         self._files.request_cancel()
         launch = self._read_launch()

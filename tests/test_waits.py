@@ -15,7 +15,7 @@ import pytest
 
 import dato_dist as gl
 from dato_dist import errors
-from dato_dist.procs import kill_group
+from dato_dist.procs import group_members, kill_group
 from dato_dist.store import Store
 from tests import tasks
 from tests.conftest import wait_for
@@ -117,6 +117,9 @@ def test_a_driver_whose_heartbeat_stops_is_reported_lost(store_uri, env2, monkey
         assert gl.deploy.job.load(job.uri).get_status() == "Failed"
         with pytest.raises(errors.JobFailed, match="heartbeat"):
             job.get_results()
+        job.cancel()  # the job reads Failed, yet what may still run of it is stopped
+        wait_for(lambda: not group_members(pgid), timeout=30, what="the driver's group")
+        assert job.get_status() == "Failed"
     finally:
         if pgid is not None:
             os.kill(pgid, signal.SIGCONT)
