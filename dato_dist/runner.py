@@ -10,6 +10,7 @@ into the job's logs, with a marker line before each task.
 import argparse
 import copy
 import os
+import signal
 import socket
 import sys
 import threading
@@ -19,6 +20,7 @@ import traceback
 import cloudpickle
 from multiprocessing.connection import Client
 
+from . import procs
 from . import protocol as P
 from . import records, serialize
 
@@ -96,6 +98,7 @@ def _heartbeat(channel, state, interval, stop):
             channel.send((P.BEAT, current))
         except (OSError, EOFError, ValueError):
             # The driver is gone: nobody wants this runner's work any more.
+            procs.kill_descendants()
             os._exit(4)
         last_sent, reported = now, current
 
@@ -177,7 +180,25 @@ def _combine(combiner_bytes, pairs, worker, state, done):
 
 
 def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval=0.2):
-    """Work for the driver at ``address`` until it says stop (or goes away)."""
+    """Work for the driver at ``address`` until it says stop (or goes away).
+
+    No process a task started outlives the runner: the runner is its tasks' subreaper and
+    kills what is left of them when it ends (stop, driver gone, SIGTERM)."""
+    procs.become_subreaper()
+
+    def on_sigterm(signum, frame):
+        procs.kill_descendants()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return _serve(address, authkey, runner_id, heartbeat_interval=heartbeat_interval,
+                      flush_interval=flush_interval)
+    finally:
+        procs.kill_descendants()
+
+
+def _serve(address, authkey, runner_id, *, heartbeat_interval, flush_interval):
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         conn = Client(tuple(address), authkey=authkey)
@@ -221,6 +242,8 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
         return 0  # the driver went away: nothing left to do for it
     finally:
         stop.set()
+        # Before the connection closes: the driver kills a runner whose connection closed.
+        procs.kill_descendants()
         try:
             conn.close()
         except OSError:

@@ -83,3 +83,16 @@ def exits(i):
     if i == 1:
         sys.exit(3)
     return i
+
+
+def leave_processes(seconds=0):
+    """Starts a child, a child in its own session and a double-forked grandchild, each
+    sleeping 300 s; returns their pids (then sleeps ``seconds``)."""
+    import subprocess
+
+    plain = subprocess.Popen(["sleep", "300"])
+    detached = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    out = subprocess.run(["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True)
+    time.sleep(seconds)
+    return [plain.pid, detached.pid, int(out.stdout.strip())]
