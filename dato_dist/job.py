@@ -266,7 +266,10 @@ class Job:
                                           seconds=now - unreadable_since, cause=e) from e
                 status = "Unknown"
             if on_progress is not None and status != "Unknown":
-                on_progress(self)
+                try:
+                    on_progress(self)
+                except OSError:
+                    pass  # a read that failed while drawing: the next poll reads again
             if status in FINAL:
                 return status
             if deadline is not None and time.monotonic() >= deadline:
