@@ -298,10 +298,11 @@ class Job:
             self._records_complete = complete
         return self._records
 
-    def _check_all_recorded(self, records):
+    def _check_all_recorded(self, records, missing=None):
         """A Completed job has a record of every task (and of its combiner): one missing is
-        a lost results file, never a None result."""
-        missing = [i for i in range(self._num_tasks) if i not in records]
+        a lost results file, never a None result. ``missing``: the tasks without a record,
+        when known already (from ``map_values``)."""
+        missing = records.missing(self._num_tasks) if missing is None else list(missing)
         if self._spec["has_combiner"] and COMBINER_INDEX not in records:
             missing.append(COMBINER_INDEX)
         if missing:
@@ -332,11 +333,12 @@ class Job:
         if status == "Failed":
             raise JobFailed(f"Job '{self.name}' failed: {self.get_error()}")
         records = self._read_records()
-        self._check_all_recorded(records)
         if self._spec["has_combiner"]:
+            self._check_all_recorded(records)
             return records.value(COMBINER_INDEX)
         failed = records.not_completed(self._num_tasks)
         if failed:
+            self._check_all_recorded(records, [i for i in failed if i not in records])
             first = records.get(failed[0], {})
             raise TasksFailed(
                 f"{len(failed)} of {self._num_tasks} task(s) of job '{self.name}' "
@@ -344,7 +346,9 @@ class Job:
                 f"{first.get('exception')}: {first.get('exception_message')}. Call "
                 "job.get_map_results() for the partial results and job.get_metrics() for "
                 "every error.")
-        values = records.map_values(self._num_tasks)
+        missing = []
+        values = records.map_values(self._num_tasks, missing=missing)
+        self._check_all_recorded(records, missing)
         return values if self.is_map_job else values[0]
 
     def get_map_results(self, wait=True):
@@ -363,9 +367,11 @@ class Job:
             if status == "Pending":
                 return None
         records = self._read_records()
+        missing = []
+        values = records.map_values(self._num_tasks, missing=missing)
         if status == "Completed" and self._final_state is not None:
-            self._check_all_recorded(records)
-        return records.map_values(self._num_tasks)
+            self._check_all_recorded(records, missing)
+        return values
 
     def get_metrics(self):
         """The per-task metrics table so far (None before any task started); never waits."""

@@ -169,3 +169,18 @@ def test_a_completed_job_without_a_tasks_record_raises(env2):
         again.get_results()
     with pytest.raises(errors.ResultsMissing, match="add-0-0"):
         again.get_map_results()
+
+
+def test_a_lost_record_among_failed_tasks_is_missing_not_raised_none(env2):
+    job = gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 1}, {"x": None, "y": 1}],
+                                   environment=env2)
+    with pytest.raises(errors.TasksFailed, match="raised TypeError"):
+        job.get_results()
+    store, rel = _store_and_rel(job, "results")
+    state = store.read_json(f"{job.name}/state.json")
+    del state["results_files"]
+    store.write_json(f"{job.name}/state.json", state)
+    for name in store.list(rel):
+        store.delete(f"{rel}/{name}")
+    with pytest.raises(errors.ResultsMissing, match=r"no record of 2 task\(s\)"):
+        gl.deploy.job.load(job.uri).get_results()
