@@ -19,6 +19,8 @@ handful of lists. A batch is a plain dict:
 """
 
 import collections.abc
+import itertools
+import operator
 
 from . import protocol as P
 from . import serialize
@@ -198,7 +200,7 @@ class Records(collections.abc.Mapping):
                     out[record["index"]] = (
                         serialize.loads(record["result"]) if record["status"] == "Completed"
                         and record["result"] is not None else None)
-        if any(v is _UNRECORDED for v in out):
+        if any(map(operator.is_, out, itertools.repeat(_UNRECORDED))):  # at C speed
             gaps = [i for i, v in enumerate(out) if v is _UNRECORDED]
             for i in gaps:
                 out[i] = None
