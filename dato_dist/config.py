@@ -95,6 +95,7 @@ CHECKS = {
     "runner.heartbeat_timeout": _at_least(0, strict=True),
     "runner.max_batch_size": _at_least(1),
     "runner.result_flush_interval": _at_least(0),
+    "runner.max_task_output": _at_least(0),
     "driver.flush_interval": _at_least(0),
     "driver.max_runner_restarts": _at_least(0),
     "driver.runner_wait_timeout": _at_least(0, strict=True),

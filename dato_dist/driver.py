@@ -363,7 +363,8 @@ class Driver:
             runner = _Runner(conn, msg[1], msg[2], msg[3])
             self.runners[conn] = runner
             self._send(runner, (P.SETUP, self.function_bytes, self.combiner_bytes,
-                                self.settings["max_retries"], self.name_prefix))
+                                self.settings["max_retries"], self.name_prefix,
+                                self.settings.get("max_task_output", 0)))
             return
         if runner is None:
             conn.close()

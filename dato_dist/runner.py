@@ -22,6 +22,7 @@ from multiprocessing.connection import Client
 
 from . import procs
 from . import protocol as P
+from .output import OutputCap
 from . import records, serialize
 
 #: A task running this long is reported to the driver right away.
@@ -30,6 +31,14 @@ REPORT_AFTER = 0.2
 #: within OUTPUT_FLUSH_INTERVAL): 10,000 tiny tasks must not cost 10,000 writes.
 TINY_TASK = 0.001
 OUTPUT_FLUSH_INTERVAL = 0.05
+_cap = None  # this runner's OutputCap, once the job's setting is known
+
+
+def _cleanup():
+    """Before the runner exits: no process of its tasks is left, its output is in the log."""
+    procs.kill_descendants()
+    if _cap is not None:
+        _cap.close(timeout=1.0)
 
 
 class _Channel:
@@ -98,7 +107,7 @@ def _heartbeat(channel, state, interval, stop):
             channel.send((P.BEAT, current))
         except (OSError, EOFError, ValueError):
             # The driver is gone: nobody wants this runner's work any more.
-            procs.kill_descendants()
+            _cleanup()
             os._exit(4)
         last_sent, reported = now, current
 
@@ -187,7 +196,7 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
     procs.become_subreaper()
 
     def on_sigterm(signum, frame):
-        procs.kill_descendants()
+        _cleanup()
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -195,7 +204,7 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
         return _serve(address, authkey, runner_id, heartbeat_interval=heartbeat_interval,
                       flush_interval=flush_interval)
     finally:
-        procs.kill_descendants()
+        _cleanup()
 
 
 def _serve(address, authkey, runner_id, *, heartbeat_interval, flush_interval):
@@ -209,8 +218,12 @@ def _serve(address, authkey, runner_id, *, heartbeat_interval, flush_interval):
     P.set_nodelay(conn)
     channel = _Channel(conn)
     channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname()))
-    kind, function_bytes, combiner_bytes, max_retries, name_prefix = channel.recv()
+    setup = channel.recv()
+    kind, function_bytes, combiner_bytes, max_retries, name_prefix = setup[:5]
     assert kind == P.SETUP, kind
+    global _cap
+    if len(setup) > 5 and _cap is None:  # the job's runner.max_task_output
+        _cap = OutputCap.install(setup[5])
     try:
         fn = cloudpickle.loads(function_bytes)
     except Exception as e:  # e.g. the function's module is not importable here
@@ -243,7 +256,7 @@ def _serve(address, authkey, runner_id, *, heartbeat_interval, flush_interval):
     finally:
         stop.set()
         # Before the connection closes: the driver kills a runner whose connection closed.
-        procs.kill_descendants()
+        _cleanup()
         try:
             conn.close()
         except OSError:

@@ -331,6 +331,7 @@ def job_settings(config):
         "heartbeat_interval": config["runner.heartbeat_interval"],
         "heartbeat_timeout": config["runner.heartbeat_timeout"],
         "max_batch_size": config["runner.max_batch_size"],
+        "max_task_output": config["runner.max_task_output"],
         "result_flush_interval": config["runner.result_flush_interval"],
         "flush_interval": config["driver.flush_interval"],
         "max_runner_restarts": config["driver.max_runner_restarts"],

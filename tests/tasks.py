@@ -96,3 +96,15 @@ def leave_processes(seconds=0):
                          capture_output=True, text=True, check=True)
     time.sleep(seconds)
     return [plain.pid, detached.pid, int(out.stdout.strip())]
+
+
+def loud(i, nbytes):
+    """Prints ``nbytes`` of output from Python and as many from a subprocess; returns i."""
+    import subprocess
+
+    line = f"task {i} says " + "x" * 60 + "\n"
+    sys.stdout.write(line * (nbytes // len(line)))
+    sys.stdout.flush()
+    subprocess.run(["sh", "-c", f"head -c {nbytes} /dev/zero | tr '\\0' y; echo"], check=True)
+    print(f"task {i} done", file=sys.stderr)
+    return i
