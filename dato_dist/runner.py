@@ -199,7 +199,8 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
         _cleanup()
         os._exit(128 + signum)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return _serve(address, authkey, runner_id, heartbeat_interval=heartbeat_interval,
                       flush_interval=flush_interval)

@@ -43,7 +43,7 @@ def function_name(function):
     if name == "<lambda>":
         return "lambda"
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", name.replace("<", "").replace(">", ""))
-    return name.strip("_-")[:MAX_FUNCTION_NAME].rstrip("_-") or "function"
+    return name[:MAX_FUNCTION_NAME] or "function"
 
 
 def _unwrapped(function):

@@ -135,7 +135,7 @@ def test_a_function_name_cannot_leave_the_store_root(env2, tmp_path, monkeypatch
     job = gl.deploy.job.create(escape, environment=env2, x=1)
     assert job.get_results() == 2
     assert "/" not in job.name and "\n" not in job.name and len(job.name) < 100
-    assert job.name.startswith("outside_name")
+    assert job.name.startswith("_outside_name")
     assert os.path.dirname(job.uri) == str(store_root)
     assert sorted(os.listdir(tmp_path)) == ["store"]
     assert os.listdir(tmp_path / "store") == ["jobs"]
