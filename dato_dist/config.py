@@ -5,9 +5,11 @@ Lowest first: the shipped ``defaults.toml`` (``dato_dist.conf``) < the user file
 ``DATO_DIST_HOME`` is ``store.home``) < keyword arguments (``load(overrides=...)``).
 
 Keys are ``section.key``; every key must exist in the shipped defaults, and a value from
-a file or the environment is converted to the default's type.
+a file or the environment is converted to the default's type, then range-checked by its
+entry in :data:`CHECKS`; an error names the key and where the value came from.
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -67,6 +69,58 @@ def _read_toml(path):
     return dict(flat)
 
 
+def _at_least(low, *, strict=False):
+    """A check for a finite number ``>= low`` (``> low`` when ``strict``)."""
+    def check(value):
+        return math.isfinite(value) and (value > low if strict else value >= low)
+    return check, f"a finite number {'>' if strict else '>='} {low}"
+
+
+def _one_of(*choices):
+    return (lambda value: value in choices), "one of " + ", ".join(map(repr, choices))
+
+
+_NON_EMPTY = (lambda value: bool(value.strip())), "a non-empty string"
+
+#: Range checks of the shipped keys: ``key -> (predicate, what a good value is)``. A key
+#: without an entry takes any value of its default's type. Keep next to defaults.toml.
+CHECKS = {
+    "store.home": _NON_EMPTY,
+    "store.write_retries": _at_least(0),
+    "store.read_retry_timeout": _at_least(0, strict=True),
+    "local.num_workers": _at_least(0),
+    "local.start_method": _one_of("launcher", "spawn"),
+    "local.launcher_idle_timeout": _at_least(0, strict=True),
+    "runner.heartbeat_interval": _at_least(0, strict=True),
+    "runner.heartbeat_timeout": _at_least(0, strict=True),
+    "runner.max_batch_size": _at_least(1),
+    "runner.result_flush_interval": _at_least(0),
+    "runner.max_task_output": _at_least(0),
+    "driver.flush_interval": _at_least(0),
+    "driver.max_runner_restarts": _at_least(0),
+    "driver.runner_wait_timeout": _at_least(0, strict=True),
+    "driver.heartbeat_interval": _at_least(0, strict=True),
+    "driver.heartbeat_timeout": _at_least(0, strict=True),
+    "job.max_retries": _at_least(0),
+    "hadoop.driver_memory": _at_least(1),
+    "hadoop.queue": _NON_EMPTY,
+    "hadoop.start_timeout": _at_least(0, strict=True),
+}
+
+#: ``(shorter, longer, factor)``: ``longer`` must be at least ``factor`` times ``shorter``
+#: (a timeout that a single late heartbeat would trip reports live processes lost).
+RELATIONS = [
+    ("runner.heartbeat_interval", "runner.heartbeat_timeout", 2),
+    ("driver.heartbeat_interval", "driver.heartbeat_timeout", 3),
+]
+
+
+def _check(key, value, where):
+    check = CHECKS.get(key)
+    if check is not None and not check[0](value):
+        raise ConfigError(f"Config key '{key}' from {where} must be {check[1]}, got {value!r}.")
+
+
 def _convert(key, value, default, source):
     """Convert ``value`` to the type of ``default``; ``source`` names where it came from."""
     kind = type(default)
@@ -115,32 +169,49 @@ class Config:
         defaults = _read_toml(path)
         values = dict(defaults)
         sources = {key: str(path) for key in defaults}
+        wheres = {key: f"the file {path}" for key in defaults}  # for error messages
+        for key, value in defaults.items():
+            _check(key, value, wheres[key])
 
-        def apply(layer, source):
+        def apply(layer, source, where=None):
             for key, value in layer.items():
                 if key not in defaults:
                     raise ConfigError(
                         f"Unknown config key '{key}' in {source}. Known keys: "
                         + ", ".join(sorted(defaults))
                     )
-                values[key] = _convert(key, value, defaults[key], source)
-                sources[key] = source
+                place = where(key) if where else source
+                values[key] = _convert(key, value, defaults[key], place)
+                _check(key, values[key], place)
+                sources[key], wheres[key] = source, place
 
         user = user_config_path(environ)
         if user.is_file():
-            apply(_read_toml(user), str(user))
-        env_layer = {}
+            apply(_read_toml(user), str(user), lambda key: f"the file {user}")
+        env_layer, env_names = {}, {}
         for name, value in environ.items():
             if name in _ENV_ALIASES:
                 env_layer[_ENV_ALIASES[name]] = value
+                env_names[_ENV_ALIASES[name]] = name
             elif name.startswith(_ENV_PREFIX) and name != "DATO_DIST_CONFIG":
                 section, _, key = name[len(_ENV_PREFIX):].lower().partition("_")
                 dotted = f"{section}.{key}"
                 if dotted in defaults:
                     env_layer[dotted] = value
+                    env_names[dotted] = name
         for key, value in env_layer.items():
-            apply({key: value}, "the environment")
-        apply({k: v for k, v in (overrides or {}).items() if v is not None}, "arguments")
+            apply({key: value}, "the environment",
+                  lambda key: f"the environment variable {env_names[key]}")
+        apply({k: v for k, v in (overrides or {}).items() if v is not None}, "arguments",
+              lambda key: f"the keyword argument for '{key}'")
+        for shorter, longer, factor in RELATIONS:
+            if shorter in values and longer in values and (
+                    values[longer] < factor * values[shorter]):
+                raise ConfigError(
+                    f"Config key '{longer}' ({values[longer]!r}, from {wheres[longer]}) must "
+                    f"be at least {factor} x '{shorter}' ({values[shorter]!r}, from "
+                    f"{wheres[shorter]}): a timeout shorter than that reports live "
+                    "processes as lost.")
         return cls(values, sources)
 
     def __getitem__(self, key):

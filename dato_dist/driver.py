@@ -363,7 +363,8 @@ class Driver:
             runner = _Runner(conn, msg[1], msg[2], msg[3])
             self.runners[conn] = runner
             self._send(runner, (P.SETUP, self.function_bytes, self.combiner_bytes,
-                                self.settings["max_retries"], self.name_prefix))
+                                self.settings["max_retries"], self.name_prefix,
+                                self.settings.get("max_task_output", 0)))
             return
         if runner is None:
             conn.close()
@@ -393,7 +394,10 @@ class Driver:
             self.files.write_results(self.batch_no, self.unflushed)
             self.batch_no += 1
             self.unflushed = []
-        if self._state_dirty:
+        # The state's "updated" is the driver's heartbeat in the store: clients report a job
+        # whose heartbeat is older than driver.heartbeat_timeout lost (job.Job._state).
+        if self._state_dirty or time.time() - self.state.get("updated", 0) > self.settings.get(
+                "driver_heartbeat_interval", 5.0):
             self._write_state()
         self.last_flush = time.monotonic()
 
@@ -406,7 +410,8 @@ class Driver:
             counts={"total": self.n, "completed": len(self.done) - self.failed,
                     "failed": self.failed, "running": len(running),
                     "pending": len(self.pending)},
-            running=running, runners=len(self.runners), updated=time.time())
+            running=running, runners=len(self.runners), updated=time.time(),
+            results_files=self.batch_no)  # results/0..N-1 are written: clients check them
         self.files.write_state(self.state)
         self._state_dirty = False
 

@@ -93,6 +93,31 @@ class CorruptStoreFile(StoreError):
         )
 
 
+class StateUnreadable(StoreError):
+    """A job's ``state.json`` could not be read for longer than ``store.read_retry_timeout``."""
+
+    def __init__(self, *, path, seconds, cause):
+        self.path = path
+        self.cause = cause
+        super().__init__(
+            f"The state of the job, '{path}', could not be read for {seconds:.1f} s "
+            f"(config key store.read_retry_timeout): {cause}. The job may still be running: "
+            "check that the store is reachable, then wait again or cancel the job."
+        )
+
+
+class ResultsMissing(StoreError):
+    """A results file the job recorded as written is missing from the store, or a job that
+    Completed has no record of some task."""
+
+    def __init__(self, *, path, detail=""):
+        self.path = path
+        super().__init__(
+            f"Results of the job are missing: '{path}'{detail}. Those tasks' results are "
+            "lost (not None): re-run the job, and check what deletes files in the store."
+        )
+
+
 class JobError(DatoDistError, RuntimeError):
     """A job did not produce the result asked for (failed, canceled or with failed tasks)."""
 

@@ -10,8 +10,8 @@ import time
 
 from . import jobfiles, serialize
 from .environments import environment_from_dict
-from .errors import (InvalidArgumentType, JobCanceled, JobFailed, JobNotFound, TasksFailed,
-                     Timeout)
+from .errors import (CorruptStoreFile, InvalidArgumentType, JobCanceled, JobFailed, JobNotFound,
+                     ResultsMissing, StateUnreadable, TasksFailed, Timeout)
 from .jobfiles import COMBINER_INDEX, JobFiles
 from .metrics import format_time, metrics_table
 from .records import Records
@@ -24,6 +24,9 @@ POLL_MIN = 0.002
 #: Longest pause between two reads of a job's state: a local file is cheap to read, a
 #: remote store (HDFS, S3) is not.
 POLL_MAX_LOCAL, POLL_MAX_REMOTE = 0.02, 0.5
+#: Pauses before the quick re-reads of a state.json that could not be read (a read that
+#: raced the driver's replace); past them, ``wait`` retries until store.read_retry_timeout.
+QUICK_REREADS = (0.01, 0.05)
 
 
 def _split_uri(uri):
@@ -47,7 +50,9 @@ class Job:
         self._records_complete = False
         self._names = None
         self._final_state = None
+        self._last_state = None  # the last state read from the store (for results_files)
         self._launch = None
+        self._config = None
 
     # -- loading --------------------------------------------------------------------------
     @classmethod
@@ -134,11 +139,32 @@ class Job:
         return f"Job<id={self.id}, status={self.get_status(_silent=True)}>"
 
     # -- state -----------------------------------------------------------------------------
+    @property
+    def _state_path(self):
+        return self._files.store.display_path(f"{self._files.job_id}/{jobfiles.STATE}")
+
+    def _read_state(self):
+        """``state.json`` (None before the driver wrote it), re-read at once when a read
+        fails (a torn read of a file being replaced); raises the last ``OSError``."""
+        for pause in QUICK_REREADS + (None,):
+            try:
+                state = self._files.read_state()
+                if state is not None and not isinstance(state, dict):
+                    raise CorruptStoreFile(path=self._state_path, reason="not a JSON object")
+                if state is not None:
+                    self._last_state = state
+                return state
+            except OSError:
+                if pause is None:
+                    raise
+                time.sleep(pause)
+
     def _state(self):
-        """The store's state, corrected when the driver is known to be gone."""
+        """The store's state, corrected when the driver is known to be gone or its
+        heartbeat in the store is older than ``driver.heartbeat_timeout``."""
         if self._final_state is not None:
             return self._final_state
-        state = self._files.read_state()
+        state = self._read_state()
         status = (state or {}).get("status", "Pending")
         if status in FINAL:
             self._final_state = state
@@ -148,17 +174,44 @@ class Job:
             return {"status": "Pending"}
         alive = self.environment.is_alive(self._files, launch, state)
         if alive is False:
-            state = self._files.read_state()  # it may have finished just now
+            state = self._read_state()  # it may have finished just now
             if (state or {}).get("status") in FINAL:
                 self._final_state = state
                 return state
             status, error = self.environment.lost_job_status(self._files, launch)
-            state = dict(state or {}, status=status, error=error)
+            if status not in FINAL:  # the driver is gone: the job cannot end by itself
+                status = "Failed"
+            return dict(state or {}, status=status, error=error)
+        lost = self._heartbeat_lost(state)
+        if lost:
+            return dict(state, status="Failed", error=lost)
         return state or {"status": "Pending"}
+
+    def _heartbeat_lost(self, state):
+        """Why the job's driver is lost when its heartbeat in the store (``updated``, the
+        driver host's clock) is too old, else None."""
+        updated = (state or {}).get("updated")
+        # Drivers of jobs created before the setting existed refresh "updated" only when
+        # something changes: a long task would read as a lost driver.
+        timeout = (self._spec.get("settings") or {}).get("driver_heartbeat_timeout")
+        if not isinstance(updated, (int, float)) or timeout is None:
+            return None
+        age = time.time() - updated
+        if age <= timeout:
+            return None
+        try:
+            logs = f" Its logs: {self.get_log_file_path()}"
+        except Exception:  # noqa: BLE001 (the reason matters more than where the logs are)
+            logs = ""
+        return (f"The job's driver is lost: its heartbeat in the store ('updated' in "
+                f"{self._state_path}) is {age:.0f} s old, more than driver.heartbeat_timeout "
+                f"({timeout:g} s). Its process or host died, or it cannot write to the "
+                f"store.{logs}")
 
     def get_status(self, _silent=False):
         """``'Pending'``, ``'Running'``, ``'Completed'``, ``'Failed'``, ``'Canceled'`` or
-        ``'Unknown'``; never waits."""
+        ``'Unknown'`` (the state could not be read, even after quick re-reads); never waits
+        beyond those re-reads."""
         try:
             state = self._state()
         except OSError as e:
@@ -188,14 +241,35 @@ class Job:
                 total)
 
     def wait(self, timeout=None, *, on_progress=None):
-        """Wait until the job ends; return its status. ``Timeout`` after ``timeout`` s."""
+        """Wait until the job ends; return its status. ``Timeout`` after ``timeout`` s.
+
+        Always ends: a job whose driver is lost reads as Failed (see :meth:`get_status`),
+        and a state that stays unreadable for ``store.read_retry_timeout`` seconds raises
+        :class:`~dato_dist.errors.StateUnreadable` naming the file.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = POLL_MIN
         poll_max = POLL_MAX_LOCAL if self._files.store.local_path("") else POLL_MAX_REMOTE
+        unreadable_since = None
         while True:
-            status = self.get_status(_silent=True)
-            if on_progress is not None:
-                on_progress(self)
+            try:
+                status = self._state().get("status", "Unknown")
+                unreadable_since = None
+            except OSError as e:
+                now = time.monotonic()
+                if unreadable_since is None:
+                    unreadable_since = now
+                    log.warning("Cannot read the state of job '%s' (retrying for %g s): %s",
+                                self.name, self._setting_read_timeout(), e)
+                elif now - unreadable_since >= self._setting_read_timeout():
+                    raise StateUnreadable(path=self._state_path,
+                                          seconds=now - unreadable_since, cause=e) from e
+                status = "Unknown"
+            if on_progress is not None and status != "Unknown":
+                try:
+                    on_progress(self)
+                except OSError:
+                    pass  # a read that failed while drawing: the next poll reads again
             if status in FINAL:
                 return status
             if deadline is not None and time.monotonic() >= deadline:
@@ -204,15 +278,40 @@ class Job:
             self.environment.wait_for_change(self._files, delay)
             delay = min(delay * 1.5, poll_max)
 
+    def _setting_read_timeout(self):
+        """``store.read_retry_timeout`` of this machine's config (read once per Job)."""
+        if self._config is None:
+            from .config import load
+
+            self._config = load()
+        return self._config["store.read_retry_timeout"]
+
     # -- results ---------------------------------------------------------------------------
     def _read_records(self):
         if not self._records_complete:
             # The driver writes its last results before the final state: records read
             # after the final state was seen are all there will be.
             complete = self._final_state is not None
-            self._records = self._files.read_results()
+            # The state, read before the listing, counts the results files written by then.
+            expected = (self._final_state or self._last_state or {}).get("results_files")
+            self._records = self._files.read_results(expected_files=expected)
             self._records_complete = complete
         return self._records
+
+    def _check_all_recorded(self, records, missing=None):
+        """A Completed job has a record of every task (and of its combiner): one missing is
+        a lost results file, never a None result. ``missing``: the tasks without a record,
+        when known already (from ``map_values``)."""
+        missing = records.missing(self._num_tasks) if missing is None else list(missing)
+        if self._spec["has_combiner"] and COMBINER_INDEX not in records:
+            missing.append(COMBINER_INDEX)
+        if missing:
+            names = [("the combiner" if i == COMBINER_INDEX else self._task_names[i])
+                     for i in missing[:3]]
+            raise ResultsMissing(
+                path=self._files.store.display_path(f"{self._files.job_id}/results"),
+                detail=f" holds no record of {len(missing)} task(s) ({', '.join(names)}"
+                       f"{', ...' if len(missing) > 3 else ''}) although the job Completed")
 
 
     def _wait_logged(self):
@@ -235,9 +334,11 @@ class Job:
             raise JobFailed(f"Job '{self.name}' failed: {self.get_error()}")
         records = self._read_records()
         if self._spec["has_combiner"]:
+            self._check_all_recorded(records)
             return records.value(COMBINER_INDEX)
         failed = records.not_completed(self._num_tasks)
         if failed:
+            self._check_all_recorded(records, [i for i in failed if i not in records])
             first = records.get(failed[0], {})
             raise TasksFailed(
                 f"{len(failed)} of {self._num_tasks} task(s) of job '{self.name}' "
@@ -245,7 +346,9 @@ class Job:
                 f"{first.get('exception')}: {first.get('exception_message')}. Call "
                 "job.get_map_results() for the partial results and job.get_metrics() for "
                 "every error.")
-        values = records.map_values(self._num_tasks)
+        missing = []
+        values = records.map_values(self._num_tasks, missing=missing)
+        self._check_all_recorded(records, missing)
         return values if self.is_map_job else values[0]
 
     def get_map_results(self, wait=True):
@@ -258,10 +361,17 @@ class Job:
             raise InvalidArgumentType(
                 f"Job '{self.name}' is not a map job: use job.get_results().")
         if wait:
-            self._wait_logged()
-        elif self.get_status(_silent=True) == "Pending":
-            return None
-        return self._read_records().map_values(self._num_tasks)
+            status = self._wait_logged()
+        else:
+            status = self.get_status(_silent=True)
+            if status == "Pending":
+                return None
+        records = self._read_records()
+        missing = []
+        values = records.map_values(self._num_tasks, missing=missing)
+        if status == "Completed" and self._final_state is not None:
+            self._check_all_recorded(records, missing)
+        return values
 
     def get_metrics(self):
         """The per-task metrics table so far (None before any task started); never waits."""
@@ -296,9 +406,13 @@ class Job:
 
         On a cluster only the job stops: the hosts or the YARN cluster keep running.
         """
-        if self.get_status(_silent=True) in FINAL:
-            log.info("Job '%s' already ended (%s); nothing to cancel.", self.name,
-                     self.get_status(_silent=True))
+        status = self.get_status(_silent=True)
+        if status in FINAL:
+            if self._final_state is None:
+                # Read as ended (its driver is gone or lost), though the store does not say
+                # so: stop whatever of it may still run, e.g. a driver that hangs.
+                self.environment.stop_job(self._files, self._read_launch())
+            log.info("Job '%s' already ended (%s); nothing to cancel.", self.name, status)
             return
         self._files.request_cancel()
         launch = self._read_launch()

@@ -105,13 +105,24 @@ class JobFiles:
         self.store.write_bytes(f"{self._rel(RESULTS_DIR)}/{batch_no:08d}.pkl",
                                pickle.dumps(batches, protocol=5))
 
-    def read_results(self):
+    def read_results(self, expected_files=None):
         """Every record written so far: a :class:`~dato_dist.records.Records`, by task index
         (the combiner's under COMBINER_INDEX). Files are immutable once written, so each
-        is read once per JobFiles.
+        is read once per JobFiles. ``expected_files`` (the state's ``results_files``): files
+        ``0..N-1`` must be there, else :class:`~dato_dist.errors.ResultsMissing` names one.
         """
         out = records.Records()
-        for name in self.store.list(self._rel(RESULTS_DIR)):
+        names = self.store.list(self._rel(RESULTS_DIR))
+        if expected_files:
+            present = set(names)
+            for batch_no in range(expected_files):
+                if f"{batch_no:08d}.pkl" not in present:
+                    from .errors import ResultsMissing
+
+                    raise ResultsMissing(path=self.store.display_path(
+                        f"{self._rel(RESULTS_DIR)}/{batch_no:08d}.pkl"),
+                        detail=f" (one of the {expected_files} results files the job recorded)")
+        for name in names:
             if not name.endswith(".pkl"):
                 continue
             batches = self._results_cache.get(name)

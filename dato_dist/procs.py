@@ -93,3 +93,58 @@ def kill_group(pgid, *, grace=3.0):
         if _group_gone(pgid, grace):
             return True
     return False
+
+
+def become_subreaper():
+    """Make this process the reaper of its orphaned descendants (Linux ``prctl``), so a
+    process a task started and detached (double fork, ``setsid``) stays findable by
+    :func:`kill_descendants`. Returns False where that is not available."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(pid):
+    """Pids of the live descendants of ``pid`` (from ``/proc``; [] without it)."""
+    children = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            fields = _stat(entry)
+            if fields is not None and fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_descendants(pid=None):
+    """SIGKILL every descendant of ``pid`` (default: this process) and reap this process's
+    own children; returns how many were killed. Repeated until none is found, since a
+    process may fork while its parent is being killed."""
+    pid = os.getpid() if pid is None else pid
+    killed = 0
+    for _ in range(5):
+        found = descendants(pid)
+        if not found:
+            break
+        for child in found:
+            try:
+                os.kill(child, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + 1.0
+        while pid == os.getpid() and time.monotonic() < deadline:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0 and not descendants(pid):
+                    break
+            except ChildProcessError:
+                break
+    return killed

@@ -19,7 +19,10 @@ handful of lists. A batch is a plain dict:
 """
 
 import collections.abc
+import itertools
+import operator
 
+from . import protocol as P
 from . import serialize
 
 
@@ -92,6 +95,9 @@ def without(batch, drop):
     return out
 
 
+_UNRECORDED = object()  # a task with no record, in map_values (None is a result)
+
+
 class Records(collections.abc.Mapping):
     """Every record of a job's batches, by task index; a later batch wins (a re-run task).
 
@@ -152,6 +158,18 @@ class Records(collections.abc.Mapping):
                     done.discard(record["index"])
         return [i for i in range(n) if i not in done]
 
+    def missing(self, n):
+        """Indices in ``0..n-1`` with no record at all (neither completed nor failed); one
+        C-speed pass over the columns, no per-task dict."""
+        seen = set()
+        for batch in self._batches:
+            seen.update(batch["index"])
+            seen.update(r["index"] for r in batch["other"])
+        seen.discard(P.COMBINER_INDEX)
+        if len(seen) == n and (not seen or (min(seen) == 0 and max(seen) == n - 1)):
+            return []  # n distinct indices within 0..n-1: all of them
+        return [i for i in range(n) if i not in seen]
+
     def value(self, index):
         """The result of task ``index`` (unpickled); KeyError if it has no record."""
         item, pos = self._index()[index]
@@ -161,9 +179,10 @@ class Records(collections.abc.Mapping):
         value = item["values"][pos]
         return serialize.loads(value) if item["pickled"] else value
 
-    def map_values(self, n):
-        """The results of tasks ``0..n-1`` in order, None for a task not completed."""
-        out = [None] * n
+    def map_values(self, n, *, missing=None):
+        """The results of tasks ``0..n-1`` in order, None for a task not completed;
+        ``missing``, a list, receives the indices that have no record at all."""
+        out = [_UNRECORDED] * n
         for batch in self._batches:  # in order: a later batch wins
             if batch["pickled"]:
                 for index, value in zip(batch["index"], batch["values"]):
@@ -181,4 +200,10 @@ class Records(collections.abc.Mapping):
                     out[record["index"]] = (
                         serialize.loads(record["result"]) if record["status"] == "Completed"
                         and record["result"] is not None else None)
+        if any(map(operator.is_, out, itertools.repeat(_UNRECORDED))):  # at C speed
+            gaps = [i for i, v in enumerate(out) if v is _UNRECORDED]
+            for i in gaps:
+                out[i] = None
+            if missing is not None:
+                missing.extend(gaps)
         return out

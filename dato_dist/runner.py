@@ -10,6 +10,7 @@ into the job's logs, with a marker line before each task.
 import argparse
 import copy
 import os
+import signal
 import socket
 import sys
 import threading
@@ -19,7 +20,9 @@ import traceback
 import cloudpickle
 from multiprocessing.connection import Client
 
+from . import procs
 from . import protocol as P
+from .output import OutputCap
 from . import records, serialize
 
 #: A task running this long is reported to the driver right away.
@@ -28,6 +31,14 @@ REPORT_AFTER = 0.2
 #: within OUTPUT_FLUSH_INTERVAL): 10,000 tiny tasks must not cost 10,000 writes.
 TINY_TASK = 0.001
 OUTPUT_FLUSH_INTERVAL = 0.05
+_cap = None  # this runner's OutputCap, once the job's setting is known
+
+
+def _cleanup():
+    """Before the runner exits: no process of its tasks is left, its output is in the log."""
+    procs.kill_descendants()
+    if _cap is not None:
+        _cap.close(timeout=1.0)
 
 
 class _Channel:
@@ -96,6 +107,7 @@ def _heartbeat(channel, state, interval, stop):
             channel.send((P.BEAT, current))
         except (OSError, EOFError, ValueError):
             # The driver is gone: nobody wants this runner's work any more.
+            _cleanup()
             os._exit(4)
         last_sent, reported = now, current
 
@@ -177,7 +189,26 @@ def _combine(combiner_bytes, pairs, worker, state, done):
 
 
 def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval=0.2):
-    """Work for the driver at ``address`` until it says stop (or goes away)."""
+    """Work for the driver at ``address`` until it says stop (or goes away).
+
+    No process a task started outlives the runner: the runner is its tasks' subreaper and
+    kills what is left of them when it ends (stop, driver gone, SIGTERM)."""
+    procs.become_subreaper()
+
+    def on_sigterm(signum, frame):
+        _cleanup()
+        os._exit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return _serve(address, authkey, runner_id, heartbeat_interval=heartbeat_interval,
+                      flush_interval=flush_interval)
+    finally:
+        _cleanup()
+
+
+def _serve(address, authkey, runner_id, *, heartbeat_interval, flush_interval):
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         conn = Client(tuple(address), authkey=authkey)
@@ -188,8 +219,12 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
     P.set_nodelay(conn)
     channel = _Channel(conn)
     channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname()))
-    kind, function_bytes, combiner_bytes, max_retries, name_prefix = channel.recv()
+    setup = channel.recv()
+    kind, function_bytes, combiner_bytes, max_retries, name_prefix = setup[:5]
     assert kind == P.SETUP, kind
+    global _cap
+    if len(setup) > 5 and _cap is None:  # the job's runner.max_task_output
+        _cap = OutputCap.install(setup[5])
     try:
         fn = cloudpickle.loads(function_bytes)
     except Exception as e:  # e.g. the function's module is not importable here
@@ -221,6 +256,8 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
         return 0  # the driver went away: nothing left to do for it
     finally:
         stop.set()
+        # Before the connection closes: the driver kills a runner whose connection closed.
+        _cleanup()
         try:
             conn.close()
         except OSError:

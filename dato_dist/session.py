@@ -18,14 +18,22 @@ from .table import Table
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9\-_]+$")
+NAME_RE = re.compile(r"[a-zA-Z0-9\-_]+")
+#: Longest name accepted: a job's name is a folder name in its store (255 bytes at most on
+#: most filesystems), with room for the ``-<5 hex>`` added on a clash.
+MAX_NAME_LENGTH = 200
 
 
 def check_name(name, what="name"):
-    """Raise ``ValueError`` unless ``name`` matches GraphLab's ``^[a-zA-Z0-9-_]+$``."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    """Raise ``ValueError`` unless all of ``name`` matches GraphLab's ``[a-zA-Z0-9-_]+``
+    (``fullmatch``: ``'abc\\n'`` is refused) and it has at most MAX_NAME_LENGTH characters."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidArgument(
             f"Invalid {what} {name!r}: use only letters, digits, '-' and '_'.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            f"Invalid {what} {name[:20]!r}... ({len(name)} characters): use at most "
+            f"{MAX_NAME_LENGTH}.")
     return name
 
 

@@ -6,6 +6,7 @@ import functools
 import inspect
 import itertools
 import os
+import re
 import secrets
 import socket
 import sys
@@ -23,14 +24,32 @@ from .session import check_name, environments, jobs
 from .store import Store
 
 DEFAULT_ENVIRONMENT = "async"
+#: Longest function name kept in job and task names (a job name is a store folder's name).
+MAX_FUNCTION_NAME = 64
+#: The keyword arguments of ``job.create`` itself: a function parameter of one of these
+#: names cannot be passed through ``job.create(f, **kwargs)``.
+CREATE_KEYWORDS = ("name", "environment", "max_retries")
 
 
 def function_name(function):
-    """A name for ``function`` usable in job and task names."""
+    """A name for ``function`` usable in job and task names: only letters, digits, '-' and
+    '_' (a ``__name__`` such as ``'../x'`` cannot leave the store root), at most
+    :data:`MAX_FUNCTION_NAME` characters."""
     while isinstance(function, functools.partial):
         function = function.func
-    name = getattr(function, "__name__", None) or type(function).__name__
-    return "lambda" if name == "<lambda>" else name.replace("<", "").replace(">", "")
+    name = getattr(function, "__name__", None)
+    if not isinstance(name, str) or not name:
+        name = type(function).__name__
+    if name == "<lambda>":
+        return "lambda"
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", name.replace("<", "").replace(">", ""))
+    return name[:MAX_FUNCTION_NAME] or "function"
+
+
+def _unwrapped(function):
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.unwrap(function) if callable(function) else function
 
 
 def check_function(function, what="function"):
@@ -47,6 +66,21 @@ def check_function(function, what="function"):
         raise InvalidArgumentType(
             f"The {what} {function.__qualname__} is an instance method; pass a plain "
             "function, a lambda or a functools.partial.")
+    inner = _unwrapped(function)
+    call = getattr(type(inner), "__call__", None) if not inspect.isroutine(inner) else None
+    for target in (inner, call):
+        if target is None:
+            continue
+        if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+            raise InvalidArgumentType(
+                f"The {what} {function_name(function)} is an async function: a task runs a "
+                "plain function and keeps what it returns. Wrap it: def run(**kw): return "
+                "asyncio.run(f(**kw)).")
+        if inspect.isgeneratorfunction(target):
+            raise InvalidArgumentType(
+                f"The {what} {function_name(function)} is a generator function: its result "
+                "would be a generator, which cannot travel back. Return a list instead "
+                "(def run(**kw): return list(f(**kw))).")
 
 
 def signature_of(function):
@@ -57,16 +91,27 @@ def signature_of(function):
         return None
 
 
-def bind_kwargs(function, signature, kwargs, task_label):
-    """Check ``kwargs`` against ``signature``; name the argument at fault."""
+def bind_kwargs(function, signature, kwargs, task_label, *, reserved=()):
+    """Check ``kwargs`` against ``signature``; name the argument at fault. ``reserved``:
+    the caller's own keywords, which cannot reach the function (said so when missing)."""
     if signature is None:
         return
     try:
         signature.bind(**kwargs)
     except TypeError as e:
+        fname = function_name(function)
+        taken = [p for p in reserved if p in signature.parameters and p not in kwargs]
+        hint = ""
+        if taken:
+            first = taken[0]
+            hint = (f" The function has a parameter named '{first}', which "
+                    f"gl.deploy.job.create takes for itself (the job's {first}), so it "
+                    "cannot be passed as a keyword there. Pass it with "
+                    f"gl.deploy.map_job.create({fname}, [{{'{first}': ...}}]), or bind it: "
+                    f"gl.deploy.job.create(functools.partial({fname}, {first}=...), ...).")
         raise InvalidArgumentType(
-            f"{task_label} does not match {function_name(function)}{signature}: {e}. The "
-            "keyword arguments must be the function's parameter names.") from None
+            f"{task_label} does not match {fname}{signature}: {e}. The "
+            f"keyword arguments must be the function's parameter names.{hint}") from None
 
 
 def _dumps(obj, what):
@@ -186,7 +231,8 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         keys: i for i, keys in reversed(list(enumerate(map(frozenset, task_kwargs))))}.values()
     for i in sorted(firsts):
         bind_kwargs(function, signature, task_kwargs[i], "The keyword arguments"
-                    if kind == "job" else f"parameter_set[{i}] ({prefix}{i})")
+                    if kind == "job" else f"parameter_set[{i}] ({prefix}{i})",
+                    reserved=CREATE_KEYWORDS if kind == "job" else ())
     if name is not None:
         check_name(name, "job name")
     if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
@@ -209,6 +255,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         # The driver starts up while the job is serialized and written.
         prepared = env.prepare(files, settings, config)
     except BaseException:
+        _remove_failed(files)
         jobs.release(name)
         raise
     try:
@@ -239,11 +286,18 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         files.write_spec(spec)
     except BaseException:
         env.abandon(prepared)
+        _remove_failed(files)
         jobs.release(name)
         raise
     jobs.register(name, files.uri, env.name, spec["created"])
     logger.info("Validation complete. Job: '%s' ready for execution.", name)
-    proc = env.start_job(files, spec, config, prepared)
+    try:
+        proc = env.start_job(files, spec, config, prepared)
+    except BaseException:
+        # start_job stopped what it started; a job that never ran would read Pending forever.
+        _remove_failed(files)
+        jobs.release(name)
+        raise
     job = Job(files, spec)
     if env.synchronous:
         try:
@@ -258,6 +312,18 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     return job
 
 
+def _remove_failed(files):
+    """A create that failed leaves nothing in the store (logs of a driver that started
+    included); a failure to clean up is logged, the create's own error is what is raised."""
+    try:
+        files.store.delete(files.job_id)
+    except OSError as e:
+        import logging
+
+        logging.getLogger(__name__).warning("Could not remove %s after a failed create: %s",
+                                            files.uri, e)
+
+
 def job_settings(config):
     """The settings a job's driver and runners use, resolved once at create."""
     return {
@@ -265,10 +331,13 @@ def job_settings(config):
         "heartbeat_interval": config["runner.heartbeat_interval"],
         "heartbeat_timeout": config["runner.heartbeat_timeout"],
         "max_batch_size": config["runner.max_batch_size"],
+        "max_task_output": config["runner.max_task_output"],
         "result_flush_interval": config["runner.result_flush_interval"],
         "flush_interval": config["driver.flush_interval"],
         "max_runner_restarts": config["driver.max_runner_restarts"],
         "runner_wait_timeout": config["driver.runner_wait_timeout"],
+        "driver_heartbeat_interval": config["driver.heartbeat_interval"],
+        "driver_heartbeat_timeout": config["driver.heartbeat_timeout"],
     }
 
 

@@ -83,3 +83,28 @@ def exits(i):
     if i == 1:
         sys.exit(3)
     return i
+
+
+def leave_processes(seconds=0):
+    """Starts a child, a child in its own session and a double-forked grandchild, each
+    sleeping 300 s; returns their pids (then sleeps ``seconds``)."""
+    import subprocess
+
+    plain = subprocess.Popen(["sleep", "300"])
+    detached = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    out = subprocess.run(["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True)
+    time.sleep(seconds)
+    return [plain.pid, detached.pid, int(out.stdout.strip())]
+
+
+def loud(i, nbytes):
+    """Prints ``nbytes`` of output from Python and as many from a subprocess; returns i."""
+    import subprocess
+
+    line = f"task {i} says " + "x" * 60 + "\n"
+    sys.stdout.write(line * (nbytes // len(line)))
+    sys.stdout.flush()
+    subprocess.run(["sh", "-c", f"head -c {nbytes} /dev/zero | tr '\\0' y; echo"], check=True)
+    print(f"task {i} done", file=sys.stderr)
+    return i

@@ -1,5 +1,6 @@
 """Every bad input is a clear error at create, before anything runs."""
 
+import os
 import threading
 
 import pytest
@@ -86,3 +87,94 @@ def test_legacy_task_api_is_refused():
 def test_bad_num_workers():
     with pytest.raises(ValueError, match="num_workers"):
         gl.deploy.environment.LocalAsync("w", num_workers=0)
+
+
+def test_async_and_generator_functions_are_refused(env2, no_new_jobs):
+    import functools
+
+    async def fetch(x):
+        return x
+
+    async def stream(x):
+        yield x
+
+    def numbers(x):
+        yield x
+
+    class AsyncCallable:
+        async def __call__(self, x):
+            return x
+
+    for fn, kind in [(fetch, "async"), (stream, "async"), (numbers, "generator"),
+                     (functools.partial(numbers, x=1), "generator"),
+                     (AsyncCallable(), "async")]:
+        with pytest.raises(TypeError, match=f"is an? {kind} function"):
+            gl.deploy.job.create(fn, environment=env2, x=1)
+    with pytest.raises(TypeError, match="combiner_function .* generator function"):
+        gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": 1}], environment=env2,
+                                 combiner_function=numbers)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("abc\n", "letters, digits"), ("../up", "letters, digits"), ("a/b", "letters, digits"),
+    ("", "letters, digits"), ("x" * 201, "at most 200"), ("tab\tname", "letters, digits"),
+])
+def test_bad_job_names_are_refused(env2, no_new_jobs, name, why):
+    with pytest.raises(ValueError, match=why):
+        gl.deploy.job.create(tasks.add, name=name, environment=env2, x=1, y=2)
+
+
+def test_a_function_name_cannot_leave_the_store_root(env2, tmp_path, monkeypatch):
+    store_root = tmp_path / "store" / "jobs"
+    monkeypatch.setenv("DATO_DIST_STORE_URI", str(store_root))
+
+    def escape(x):
+        return x + 1
+
+    escape.__name__ = escape.__qualname__ = "../../outside\nname" + "y" * 300
+    job = gl.deploy.job.create(escape, environment=env2, x=1)
+    assert job.get_results() == 2
+    assert "/" not in job.name and "\n" not in job.name and len(job.name) < 100
+    assert job.name.startswith("_outside_name")
+    assert os.path.dirname(job.uri) == str(store_root)
+    assert sorted(os.listdir(tmp_path)) == ["store"]
+    assert os.listdir(tmp_path / "store") == ["jobs"]
+
+
+def test_a_parameter_named_like_a_create_keyword_says_how_to_pass_it(env2, no_new_jobs):
+    def greet(name, times=1):
+        return name * times
+
+    def place(environment):
+        return environment
+
+    with pytest.raises(TypeError, match=r"parameter named 'name', which gl.deploy.job.create "
+                                        r"takes for itself.*functools.partial\(greet, "
+                                        r"name=...\)"):
+        gl.deploy.job.create(greet, environment=env2, times=2)
+    with pytest.raises(TypeError, match=r"parameter named 'environment'.*map_job.create\("
+                                        r"place, \[\{'environment': ...\}\]\)"):
+        gl.deploy.job.create(place, environment=env2)
+
+
+def test_the_ways_given_to_pass_such_a_parameter_work(env2):
+    import functools
+
+    def greet(name, times=1):
+        return name * times
+
+    job = gl.deploy.job.create(functools.partial(greet, name="ab"), environment=env2, times=2)
+    assert job.get_results() == "abab"
+    assert gl.deploy.map_job.create(greet, [{"name": "c", "times": 3}],
+                                    environment=env2).get_results() == ["ccc"]
+
+
+def test_a_failed_create_leaves_nothing_in_the_store(env2, no_new_jobs):
+    from dato_dist.config import load
+
+    lock = threading.Lock()
+    store_root = load().store_uri
+    with pytest.raises(errors.SerializationError):
+        gl.deploy.map_job.create(tasks.add, [{"x": 1, "y": lock}], name="leaves-nothing",
+                                 environment=env2)
+    assert not os.path.exists(os.path.join(store_root, "leaves-nothing"))

@@ -44,3 +44,64 @@ def test_bad_values_name_the_key(tmp_path):
     user.write_text("[local\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Config.load(environ={"DATO_DIST_CONFIG": str(user)})
+
+
+@pytest.mark.parametrize("key, env_name, value, expected", [
+    ("store.write_retries", "DATO_DIST_STORE_WRITE_RETRIES", "-1", ">= 0"),
+    ("local.num_workers", "DATO_DIST_LOCAL_NUM_WORKERS", "-1", ">= 0"),
+    ("runner.heartbeat_timeout", "DATO_DIST_RUNNER_HEARTBEAT_TIMEOUT", "0", "> 0"),
+    ("local.launcher_idle_timeout", "DATO_DIST_LOCAL_LAUNCHER_IDLE_TIMEOUT", "-1", "> 0"),
+    ("driver.heartbeat_timeout", "DATO_DIST_DRIVER_HEARTBEAT_TIMEOUT", "nan", "finite"),
+    ("runner.max_batch_size", "DATO_DIST_RUNNER_MAX_BATCH_SIZE", "0", ">= 1"),
+    ("local.start_method", "DATO_DIST_LOCAL_START_METHOD", "fork", "'launcher', 'spawn'"),
+])
+def test_out_of_range_values_name_the_key_and_the_variable(key, env_name, value, expected):
+    with pytest.raises(ConfigError) as e:
+        Config.load(environ={env_name: value})
+    message = str(e.value)
+    assert f"'{key}'" in message and f"environment variable {env_name}" in message
+    assert expected in message and "got " in message
+
+
+def test_out_of_range_values_from_a_file_and_keywords(tmp_path):
+    user = tmp_path / "c.toml"
+    user.write_text("[store]\nwrite_retries = -1\n")
+    with pytest.raises(ConfigError, match=rf"'store.write_retries' from the file {user} "
+                                          r"must be a finite number >= 0, got -1"):
+        Config.load(environ={"DATO_DIST_CONFIG": str(user)})
+    with pytest.raises(ConfigError, match=r"'runner.heartbeat_timeout' from the keyword "
+                                          r"argument.*> 0, got 0.0"):
+        Config.load(overrides={"runner.heartbeat_timeout": 0}, environ={})
+
+
+def test_a_timeout_shorter_than_its_interval_is_refused():
+    with pytest.raises(ConfigError, match=r"'runner.heartbeat_timeout' \(1.5, from the "
+                                          r"environment variable .*at least 2 x "
+                                          r"'runner.heartbeat_interval'"):
+        Config.load(environ={"DATO_DIST_RUNNER_HEARTBEAT_TIMEOUT": "1.5"})
+    with pytest.raises(ConfigError, match="driver.heartbeat_interval"):
+        Config.load(overrides={"driver.heartbeat_interval": 30.0}, environ={})
+    ok = Config.load(environ={"DATO_DIST_DRIVER_HEARTBEAT_INTERVAL": "1",
+                              "DATO_DIST_DRIVER_HEARTBEAT_TIMEOUT": "3"})
+    assert ok["driver.heartbeat_timeout"] == 3.0
+
+
+def test_every_shipped_key_with_a_range_has_a_check():
+    cfg = Config.load(environ={})
+    from dato_dist.config import CHECKS
+
+    numeric = {k for k, v in cfg.to_dict().items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert numeric <= set(CHECKS), numeric - set(CHECKS)
+
+
+def test_a_bad_value_stops_create_before_anything_is_written(env2, monkeypatch):
+    import dato_dist as gl
+    from tests import tasks
+
+    before = set(gl.deploy.jobs.names())
+    monkeypatch.setenv("DATO_DIST_STORE_WRITE_RETRIES", "-1")
+    with pytest.raises(ConfigError, match="DATO_DIST_STORE_WRITE_RETRIES"):
+        gl.deploy.job.create(tasks.add, environment=env2, x=1, y=2)
+    monkeypatch.delenv("DATO_DIST_STORE_WRITE_RETRIES")
+    assert set(gl.deploy.jobs.names()) == before
