@@ -81,6 +81,7 @@ def _one_of(*choices):
 
 
 _NON_EMPTY = (lambda value: bool(value.strip())), "a non-empty string"
+_PORT = (lambda value: 1 <= value <= 65535), "a port number (1-65535)"
 
 #: Range checks of the shipped keys: ``key -> (predicate, what a good value is)``. A key
 #: without an entry takes any value of its default's type. Keep next to defaults.toml.
@@ -105,6 +106,21 @@ CHECKS = {
     "hadoop.driver_memory": _at_least(1),
     "hadoop.queue": _NON_EMPTY,
     "hadoop.start_timeout": _at_least(0, strict=True),
+    "hadoop.num_containers": _at_least(1),
+    "hadoop.container_size": _at_least(1),
+    "hadoop.num_vcores": _at_least(1),
+    "hadoop.start_port": _PORT,
+    "hadoop.end_port": _PORT,
+    "ec2.region": _NON_EMPTY,
+    "ec2.instance_type": _NON_EMPTY,
+    "ec2.ssh_user": _NON_EMPTY,
+    "ec2.ssh_port": _PORT,
+    "ec2.start_port": _PORT,
+    "ec2.end_port": _PORT,
+    "ec2.idle_action": _one_of("shutdown", "terminate"),
+    "ec2.ssh_timeout": _at_least(0, strict=True),
+    "ec2.log_sync_interval": _at_least(0, strict=True),
+    "ec2.launch_timeout": _at_least(0, strict=True),
 }
 
 #: ``(shorter, longer, factor)``: ``longer`` must be at least ``factor`` times ``shorter``

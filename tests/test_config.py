@@ -105,3 +105,15 @@ def test_a_bad_value_stops_create_before_anything_is_written(env2, monkeypatch):
         gl.deploy.job.create(tasks.add, environment=env2, x=1, y=2)
     monkeypatch.delenv("DATO_DIST_STORE_WRITE_RETRIES")
     assert set(gl.deploy.jobs.names()) == before
+
+
+def test_backend_keys_are_range_checked(monkeypatch):
+    from dato_dist.config import load
+    from dato_dist.errors import ConfigError
+
+    for key, bad in (("EC2_SSH_PORT", "70000"), ("EC2_IDLE_ACTION", "reboot"),
+                     ("HADOOP_NUM_CONTAINERS", "0"), ("HADOOP_START_PORT", "0")):
+        monkeypatch.setenv(f"DATO_DIST_{key}", bad)
+        with pytest.raises(ConfigError, match=f"DATO_DIST_{key}"):
+            load()
+        monkeypatch.delenv(f"DATO_DIST_{key}")
