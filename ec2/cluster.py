@@ -21,6 +21,7 @@ import urllib.parse
 
 from dato_dist.environments.base import Environment
 from dato_dist.errors import DatoDistError, InvalidArgument, InvalidArgumentType
+from dato_dist.keys import JOB_KEY_ENV
 from dato_dist.protocol import AUTHKEY_ENV
 from dato_dist.session import check_name, environments
 from dato_dist.store import Store
@@ -367,6 +368,7 @@ class Ec2Cluster(Environment):
         hosts = hs.hosts
         env = self._aws_env()
         env[AUTHKEY_ENV] = secrets.token_bytes(32).hex()  # never written anywhere
+        env[JOB_KEY_ENV] = files.key.hex()  # the driver's, for the job's files; same channel
         runner_opts = json.dumps({k: spec["settings"][k] for k in ("heartbeat_interval",
                                                                    "result_flush_interval")})
         common = ["--job", files.job_id, "--store", files.store.uri,
