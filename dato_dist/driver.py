@@ -176,8 +176,9 @@ class Acceptor:
 
     The listener's port is no secret (it is in ``state.json``, and clusters use a known
     range), so nothing a peer does may hold up the others: each HMAC handshake runs on its
-    own thread (at most :data:`MAX_HANDSHAKES` at once) with a deadline of
-    ``handshake_timeout`` seconds, after which its socket is shut; garbage, a wrong key or
+    own thread with a deadline of ``handshake_timeout`` seconds, after which its socket is
+    shut; at most :data:`MAX_HANDSHAKES` run at once, and a new connection beyond that
+    evicts the oldest (an honest handshake takes milliseconds). Garbage, a wrong key or
     silence drops that peer, logged (at most a line a second).
     """
 
@@ -189,8 +190,7 @@ class Acceptor:
         self.wake_r, self._wake_w = socket.socketpair()
         self.closed = False
         self.dropped = 0
-        self._slots = threading.BoundedSemaphore(MAX_HANDSHAKES)
-        self._pending = {}  # connection -> deadline of its handshake
+        self._pending = {}  # connection -> deadline of its handshake; closed only once out
         self._lock = threading.Lock()
         self._last_note = 0.0
         threading.Thread(target=self._loop, daemon=True).start()
@@ -198,16 +198,16 @@ class Acceptor:
 
     def _loop(self):
         while not self.closed:
-            self._slots.acquire()
             try:
                 conn = self.listener.accept()  # no handshake here: see _handshake
             except OSError:
-                self._slots.release()
                 if self.closed:
                     return
                 time.sleep(0.01)  # out of file descriptors, say: do not spin
                 continue
             with self._lock:
+                if len(self._pending) >= MAX_HANDSHAKES:
+                    _shut(min(self._pending, key=self._pending.get))
                 self._pending[conn] = time.monotonic() + self.handshake_timeout
             threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
 
@@ -224,13 +224,11 @@ class Acceptor:
         except (OSError, EOFError, AuthenticationError, ValueError) as e:
             with self._lock:
                 self._pending.pop(conn, None)
-            self._slots.release()
             self._note_dropped(peer, e)
             conn.close()
             return
         with self._lock:
             self._pending.pop(conn, None)
-        self._slots.release()
         P.set_nodelay(conn)
         self.conns.append(conn)
         try:
@@ -242,14 +240,10 @@ class Acceptor:
         """Shut the sockets of handshakes past their deadline (a trickling peer, too)."""
         while not self.closed:
             now = time.monotonic()
-            with self._lock:
-                late = [c for c, deadline in self._pending.items() if deadline < now]
-            for conn in late:
-                try:
-                    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-                        sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked handshake
-                except OSError:
-                    pass
+            with self._lock:  # under the lock: a connection in _pending is not closed yet
+                for conn, deadline in self._pending.items():
+                    if deadline < now:
+                        _shut(conn)
             time.sleep(0.1)
 
     def _note_dropped(self, peer, error):
@@ -267,6 +261,15 @@ class Acceptor:
             self.listener.close()
         except OSError:
             pass
+
+
+def _shut(conn):
+    """Shut ``conn``'s socket: a handshake blocked on it wakes with an error."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 #: Seconds a connecting peer has to complete its HMAC handshake.
