@@ -1,5 +1,6 @@
 """One contract suite for the job store, over every filesystem it runs on."""
 
+import os
 import pickle
 
 import pyarrow.fs as pafs
@@ -208,3 +209,10 @@ def test_job_folders_are_created_exclusively(store):
     assert not store.create_job_dir("fresh", "n2")
     store.write_bytes("planted/results/00000000.pkl", b"x", framed=False)
     assert not store.create_job_dir("planted", "n3")
+    from dato_dist.store import _native_hdfs
+
+    client = _native_hdfs(store.fs)
+    if client is not None:  # HDFS: the job's folder is its owner's only
+        assert client.get_file_info(store.path("fresh")).permission == 0o700
+    if store.local_path("fresh"):
+        assert os.stat(store.local_path("fresh")).st_mode & 0o777 == 0o700
