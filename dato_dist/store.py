@@ -29,7 +29,8 @@ import zlib
 from urllib.parse import urlparse
 
 from . import keys
-from .errors import CorruptStoreFile, StoreError, StoreNotOwned, StoreUnreachable, UntrustedStoreFile
+from .errors import (CorruptStoreFile, StoreError, StoreNotOwned, StoreUnreachable,
+                     UntrustedStoreFile)
 
 log = logging.getLogger(__name__)
 

@@ -388,7 +388,8 @@ class Ec2Cluster(Environment):
             results = hs.run_all(
                 lambda h: self._agent_cmd(h, "launch", *common, "--host-name", h.instance_id,
                                           "--driver", driver),
-                hosts=hosts[1:], env=env, timeout=60, check=False)
+                hosts=hosts[1:], env={k: v for k, v in env.items() if k != JOB_KEY_ENV},
+                timeout=60, check=False)  # only the head's driver holds the store key
             for h, res in results.items():
                 if res.ok:
                     agents[h.instance_id] = dict(json.loads(res.stdout.strip().splitlines()[-1]),

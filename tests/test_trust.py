@@ -90,7 +90,9 @@ def default_names(prefix, seconds=20):
 
 
 # -- nobody cannot read --------------------------------------------------------------------
-def test_job_files_are_private_whatever_the_umask(shared, env2):
+@pytest.mark.parametrize("start_method", ["launcher", "spawn"])
+def test_job_files_are_private_whatever_the_umask(shared, env2, monkeypatch, start_method):
+    monkeypatch.setenv("DATO_DIST_LOCAL_START_METHOD", start_method)
     old = os.umask(0)
     try:
         job = gl.deploy.map_job.create(tasks.add, PARAMS, environment=env2)
@@ -408,3 +410,29 @@ def test_unpickling_is_never_reached_for_an_unsigned_file(tmp_path):
     with pytest.raises(UntrustedStoreFile):
         files.read_results()
     assert not marker.exists()
+
+
+def test_the_user_key_file_is_private_and_checked(tmp_path, monkeypatch):
+    from dato_dist.errors import KeyFileError
+
+    monkeypatch.delenv("DATO_DIST_KEY", raising=False)
+    old = os.umask(0)
+    try:
+        key = keys.user_key(tmp_path / "home")
+    finally:
+        os.umask(old)
+    path = tmp_path / "home" / "key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and len(key) == 32
+    assert keys.user_key(tmp_path / "home") == key  # made once, then read
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileError, match="readable by others"):
+        keys.user_key(tmp_path / "home")
+    os.chmod(path, 0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(KeyFileError, match="belongs to uid 65534"):
+        keys.user_key(tmp_path / "home")
+    monkeypatch.setenv("DATO_DIST_KEY", "not hex")
+    with pytest.raises(KeyFileError, match="DATO_DIST_KEY"):
+        keys.user_key(tmp_path / "home")
+    assert keys.job_key(key, "a", "n1") != keys.job_key(key, "a", "n2") != keys.job_key(
+        key, "b", "n1")

@@ -22,7 +22,10 @@ WORKER_MB, DRIVER_MB = 256, 512
 @pytest.fixture(scope="session")
 def dist_path(minicluster):
     """A dist folder deployed with the admin's command, as a user would."""
-    path = f"{minicluster.hdfs_uri}/user/root/dato-dist-folder"
+    import uuid
+
+    # One folder per test session: sessions sharing a cluster must not install over each other.
+    path = f"{minicluster.hdfs_uri}/user/root/dato-dist-folder-{uuid.uuid4().hex[:8]}"
     out = subprocess.run(
         [sys.executable, "-m", "dato_dist.cli", "hadoop", "install", path,
          "--num-containers", "2", "--container-size", str(WORKER_MB), "--num-vcores", "1",
