@@ -302,17 +302,20 @@ def _driver_address(job):
 
 
 def _attack(address, stop):
-    """1 silent connection and 100 that send garbage, as the user nobody."""
+    """1 silent connection and 100 that send garbage, as the user nobody, held until the
+    file ``stop`` exists (in a folder nobody can see; at most 120 s)."""
     return subprocess.Popen(NOBODY + ["/usr/bin/python3", "-c", f"""
 import os, socket, time
-silent = socket.create_connection({address!r})
-for i in range(100):
-    s = socket.create_connection({address!r})
+deadline, held = time.monotonic() + 120, []
+for i in range(101):
     try:
-        s.sendall(os.urandom(64) if i % 2 else b"GET / HTTP/1.0\\r\\n\\r\\n")
+        s = socket.create_connection({address!r}, timeout=5)
+        held.append(s)
+        if i:  # the first one stays silent
+            s.sendall(os.urandom(64) if i % 2 else b"GET / HTTP/1.0\\r\\n\\r\\n")
     except OSError:
         pass
-while not os.path.exists({stop!r}):
+while not os.path.exists({stop!r}) and time.monotonic() < deadline:
     time.sleep(0.05)
 """], env={"PATH": "/usr/bin:/bin"}, cwd="/tmp")
 
@@ -355,9 +358,9 @@ def _running_pids(job):
 
 
 @pytest.mark.slow
-def test_silent_and_garbage_connections_do_not_stall_replacement_runners(env2, shared):
+def test_silent_and_garbage_connections_do_not_stall_replacement_runners(env2, attack_dir):
     baseline, _ = _run_with_runner_kills(env2)
-    attacked, log = _run_with_runner_kills(env2, attack_dir=shared)
+    attacked, log = _run_with_runner_kills(env2, attack_dir=attack_dir)
     print(f"job with runner kills: {baseline:.2f} s alone, {attacked:.2f} s under attack")
     assert attacked < 2 * baseline + 3.0, (baseline, attacked)
     assert "replacement" in log and "did not authenticate" in log

@@ -263,12 +263,11 @@ def _killed_worker_job(hadoop, yarn_apps, attack_dir=None):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="acts as the user nobody")
 def test_yarn_job_private_signed_and_not_stalled_by_bad_connections(hadoop, yarn_apps,
-                                                                    tmp_path):
+                                                                    attack_dir):
     from dato_dist.store import _native_hdfs
 
-    os.chmod(tmp_path, 0o777)
     _, baseline = _killed_worker_job(hadoop, yarn_apps)
-    job, attacked = _killed_worker_job(hadoop, yarn_apps, attack_dir=str(tmp_path))
+    job, attacked = _killed_worker_job(hadoop, yarn_apps, attack_dir=attack_dir)
     print(f"YARN job with a container killed: {baseline:.1f} s alone, {attacked:.1f} s "
           "under attack")
     assert attacked < 2 * baseline + 30, (baseline, attacked)
