@@ -118,6 +118,40 @@ class ResultsMissing(StoreError):
         )
 
 
+class UntrustedStoreFile(StoreError):
+    """A job store file does not carry its job's signature: not written by this job's owner
+    (or its job key), or altered since. Nothing of it was loaded."""
+
+    def __init__(self, *, path, reason):
+        self.path = path
+        super().__init__(
+            f"The job store file '{path}' cannot be trusted ({reason}): it was not written "
+            "with this job's key, so it was not loaded. Someone else may have written it, or "
+            "the job comes from another machine: copy your key file (~/.dato_dist/key, or "
+            "DATO_DIST_KEY) from the machine that created the job."
+        )
+
+
+class StoreNotOwned(StoreError):
+    """A local store folder belongs to another user: it is not used."""
+
+    def __init__(self, *, path, owner):
+        self.path = path
+        super().__init__(
+            f"The job store folder '{path}' belongs to {owner}, not to you, so it is not "
+            "used: whoever owns it can read and replace your jobs. Use a store of your own "
+            "(config key store.uri or DATO_DIST_HOME).")
+
+
+class KeyFileError(ConfigError):
+    """The user's job-signing key cannot be used."""
+
+    def __init__(self, *, where, reason):
+        super().__init__(
+            f"The dato-dist key in {where} cannot be used: {reason}. Remove it to have a new "
+            "one made (jobs signed with the old one will no longer load), or fix it.")
+
+
 class JobError(DatoDistError, RuntimeError):
     """A job did not produce the result asked for (failed, canceled or with failed tasks)."""
 

@@ -77,8 +77,9 @@ class Job:
             uri = f"{load_config().store_uri.rstrip('/')}/{id_or_uri}"
         base, job_id = _split_uri(uri)
         files = JobFiles(Store(base), job_id)
+        files.check_owner()  # a local job folder of another user is never read
         try:
-            spec = files.read_spec()
+            spec = files.read_spec()  # signed with the job's key, or UntrustedStoreFile
         except FileNotFoundError:
             raise JobNotFound(f"No job '{id_or_uri}': nothing at {files.uri}. See "
                               "gl.deploy.jobs for the jobs of this machine.") from None

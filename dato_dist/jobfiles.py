@@ -13,12 +13,18 @@ Layout under ``<store>/<job id>/``::
                        written by the driver every flush (framed)
     cancel             present when a cancel was requested
     logs/              driver.log and one log per runner
+
+Every pickled file, ``spec.json`` and ``launch.json`` are signed with the job's key (see
+:mod:`dato_dist.keys`) and checked before they are used: a file someone else wrote raises
+:class:`~dato_dist.errors.UntrustedStoreFile` and never reaches ``pickle``.
 """
 
 import pickle
 
+from . import keys
 from . import protocol as P
 from . import records, serialize
+from .errors import UntrustedStoreFile
 
 
 def plain_tasks(task_kwargs):
@@ -50,12 +56,50 @@ RESULTS_DIR, CANCEL, LOGS_DIR = "results", "cancel", "logs"
 
 
 class JobFiles:
-    """Read and write one job's files in a :class:`~dato_dist.store.Store`."""
+    """Read and write one job's files in a :class:`~dato_dist.store.Store`.
 
-    def __init__(self, store, job_id):
+    ``key`` is the job's key; without one it is derived, at the first signed read or write,
+    from this user's key and the nonce in ``spec.json`` (see :mod:`dato_dist.keys`).
+    """
+
+    def __init__(self, store, job_id, key=None):
         self.store = store
         self.job_id = job_id
+        self._key = key
         self._results_cache = {}
+
+    def __repr__(self):  # never shows the key
+        return f"JobFiles<{self.uri}>"
+
+    @property
+    def key(self):
+        """The job's key (derived from this user's key and the spec's nonce if not given)."""
+        if self._key is None:
+            self._derive_key(self.store.read_json(self._rel(SPEC)))
+        return self._key
+
+    def _derive_key(self, spec):
+        nonce = spec.get("nonce") if isinstance(spec, dict) else None
+        if not isinstance(nonce, str):
+            raise UntrustedStoreFile(path=self.store.display_path(self._rel(SPEC)),
+                                     reason="it has no job nonce (not written by this "
+                                            "version of dato-dist, or not by you)")
+        self._key = keys.job_key(keys.user_key(), self.job_id, nonce)
+
+    def _write_signed(self, name, obj):
+        self.store.write_json(self._rel(name), keys.sign_json(self.key, name, obj))
+
+    def _read_signed(self, name, default=FileNotFoundError):
+        obj = self.store.read_json(self._rel(name), default=default)
+        if obj is default and default is not FileNotFoundError:
+            return obj
+        return keys.verify_json(self.key, name, obj, self.store.display_path(self._rel(name)))
+
+    def _write_pickle(self, name, data):
+        self.store.write_bytes(self._rel(name), data, key=self.key)
+
+    def _read_pickle(self, name):
+        return pickle.loads(self.store.read_bytes(self._rel(name), key=self.key))
 
     def _rel(self, name):
         return f"{self.job_id}/{name}"
@@ -67,31 +111,46 @@ class JobFiles:
     def exists(self):
         return self.store.exists(self._rel(SPEC))
 
+    def create(self, nonce):
+        """Claim this job's folder for a new job; False if anything is there already."""
+        return self.store.create_job_dir(self.job_id, nonce)
+
+    def check_owner(self):
+        """:class:`~dato_dist.errors.StoreNotOwned` if the local job folder is another user's."""
+        self.store.check_owner()
+        self.store.check_owner(self.job_id)
+
     # -- written by the client at create --------------------------------------------------
     def write_payload(self, *, function_bytes, combiner_bytes, tasks_blob):
         """``tasks_blob`` from :func:`plain_tasks` or :func:`pickled_tasks`."""
-        self.store.write_bytes(self._rel(FUNCTION), pickle.dumps(
+        self._write_pickle(FUNCTION, pickle.dumps(
             {"function": function_bytes, "combiner": combiner_bytes}, protocol=5))
-        self.store.write_bytes(self._rel(TASKS), tasks_blob)
+        self._write_pickle(TASKS, tasks_blob)
 
     def write_spec(self, spec):
-        self.store.write_json(self._rel(SPEC), spec)
+        """Write ``spec`` (it holds the job's ``nonce``), signed."""
+        self._write_signed(SPEC, spec)
 
     def read_spec(self):
-        return self.store.read_json(self._rel(SPEC))
+        """The job's spec, once its signature verified."""
+        spec = self.store.read_json(self._rel(SPEC))
+        if self._key is None:
+            self._derive_key(spec)
+        return keys.verify_json(self._key, SPEC, spec, self.store.display_path(self._rel(SPEC)))
 
     def read_payload(self):
         """``(function_bytes, combiner_bytes, tasks)``: each task's kwargs as a dict of plain
         data or as its pickle (bytes); neither needs the user's code to load here."""
-        fn = pickle.loads(self.store.read_bytes(self._rel(FUNCTION)))
-        _kind, tasks = pickle.loads(self.store.read_bytes(self._rel(TASKS)))
+        fn = self._read_pickle(FUNCTION)
+        _kind, tasks = self._read_pickle(TASKS)
         return fn["function"], fn["combiner"], tasks
 
     def write_launch(self, info):
-        self.store.write_json(self._rel(LAUNCH), info)
+        self._write_signed(LAUNCH, info)
 
     def read_launch(self):
-        return self.store.read_json(self._rel(LAUNCH), default=None)
+        """Who started the driver (signed: the client acts on its pid), or None."""
+        return self._read_signed(LAUNCH, default=None)
 
     # -- written by the driver ------------------------------------------------------------
     def write_state(self, state):
@@ -102,8 +161,8 @@ class JobFiles:
 
     def write_results(self, batch_no, batches):
         """One results file holding record ``batches`` (see :mod:`dato_dist.records`)."""
-        self.store.write_bytes(f"{self._rel(RESULTS_DIR)}/{batch_no:08d}.pkl",
-                               pickle.dumps(batches, protocol=5))
+        self._write_pickle(f"{RESULTS_DIR}/{batch_no:08d}.pkl",
+                           pickle.dumps(batches, protocol=5))
 
     def read_results(self, expected_files=None):
         """Every record written so far: a :class:`~dato_dist.records.Records`, by task index
@@ -127,7 +186,7 @@ class JobFiles:
                 continue
             batches = self._results_cache.get(name)
             if batches is None:
-                batches = pickle.loads(self.store.read_bytes(f"{self._rel(RESULTS_DIR)}/{name}"))
+                batches = self._read_pickle(f"{RESULTS_DIR}/{name}")
                 self._results_cache[name] = batches
             for batch in batches:
                 out.add(batch)

@@ -255,6 +255,7 @@ def _become_driver(request, fds, close):
         for f in close:
             f.close()
         os.setsid()
+        os.umask(0o077)  # what the driver and its runners create is theirs alone
         stdin_fd, done_fd, log_fd = fds
         os.dup2(stdin_fd, 0)
         os.dup2(log_fd, 1)

@@ -6,10 +6,18 @@ folder under it. Only :mod:`pyarrow.fs` is used, so the same code serves every f
 Writes are atomic: on filesystems with a rename (local, HDFS) a file is written under a
 temporary name and moved into place; on object stores (S3) a single put is atomic already.
 Binary files carry a small frame (magic, length, CRC-32) so a truncated or foreign file is
-reported as :class:`~dato_dist.errors.CorruptStoreFile`, never read as a wrong result.
+reported as :class:`~dato_dist.errors.CorruptStoreFile`, never read as a wrong result. Files
+written with a key carry an HMAC-SHA256 instead of the CRC (bound to the file's path), and
+are returned only when it verifies (:class:`~dato_dist.errors.UntrustedStoreFile` else):
+what the store holds is never unpickled without proof of who wrote it.
+
+Private by default: on the local disk, folders are made 0700 and files 0600 whatever the
+umask, and a folder that belongs to another user is refused; job folders are created
+exclusively (:meth:`Store.create_job_dir`), so a folder someone else made is never adopted.
 """
 
 import contextlib
+import hmac
 import json
 import logging
 import threading
@@ -20,32 +28,47 @@ import uuid
 import zlib
 from urllib.parse import urlparse
 
-from .errors import CorruptStoreFile, StoreError, StoreUnreachable
+from . import keys
+from .errors import (CorruptStoreFile, StoreError, StoreNotOwned, StoreUnreachable,
+                     UntrustedStoreFile)
 
 log = logging.getLogger(__name__)
 
 _PY_FS_LOCK = threading.RLock()
 _MAGIC = b"DDS1"
 _HEADER = struct.Struct(">4sQI")  # magic, payload length, crc32
+_SIGNED_MAGIC = b"DDS2"
+_SIGNED_HEADER = struct.Struct(">4sQ32s")  # magic, payload length, HMAC-SHA256
+#: Name of the marker a job folder on a remote store is claimed with.
+OWNER_MARKER = ".owner"
 _OBJECT_STORES = {"s3", "gcs"}
 
 
-def header(payload):
-    """The store's integrity header for ``payload``."""
-    return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload))
+def header(payload, key=None, name=""):
+    """The store's integrity header for ``payload``: a CRC-32, or with ``key`` an HMAC bound
+    to ``name`` (the file's path under the store root)."""
+    if key is None:
+        return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload))
+    length = len(payload)
+    return _SIGNED_HEADER.pack(_SIGNED_MAGIC, length, keys.mac(
+        key, name, struct.pack(">Q", length), payload))
 
 
-def frame(payload):
+def frame(payload, key=None, name=""):
     """``payload`` with the store's integrity header in front."""
-    return header(payload) + payload
+    return header(payload, key, name) + payload
 
 
-def unframe(data, path):
+def unframe(data, path, key=None, name=""):
     """The payload of a framed file, as a memoryview; raises :class:`CorruptStoreFile`
-    naming ``path``."""
+    naming ``path``, or with ``key`` :class:`UntrustedStoreFile` unless its HMAC verifies."""
+    if key is not None:
+        return _unframe_signed(data, path, key, name)
     if len(data) < _HEADER.size:
         raise CorruptStoreFile(path=path, reason=f"only {len(data)} bytes, shorter than its header")
     magic, length, crc = _HEADER.unpack_from(data)
+    if magic == _SIGNED_MAGIC:
+        raise UntrustedStoreFile(path=path, reason="it is signed and was read without a key")
     if magic != _MAGIC:
         raise CorruptStoreFile(path=path, reason="it does not start with the store's marker")
     payload = memoryview(data)[_HEADER.size:]
@@ -54,6 +77,18 @@ def unframe(data, path):
     if zlib.crc32(payload) != crc:
         raise CorruptStoreFile(path=path, reason="checksum mismatch")
     return payload  # a view: no copy of what may be hundreds of MB
+
+
+def _unframe_signed(data, path, key, name):
+    if len(data) < _SIGNED_HEADER.size or bytes(data[:4]) != _SIGNED_MAGIC:
+        raise UntrustedStoreFile(path=path, reason="it carries no signature")
+    _magic, length, tag = _SIGNED_HEADER.unpack_from(data)
+    payload = memoryview(data)[_SIGNED_HEADER.size:]
+    if len(payload) != length:
+        raise CorruptStoreFile(path=path, reason=f"{len(payload)} of {length} bytes present")
+    if not hmac.compare_digest(tag, keys.mac(key, name, struct.pack(">Q", length), payload)):
+        raise UntrustedStoreFile(path=path, reason="its signature does not match")
+    return payload
 
 
 def filesystem_from_uri(uri):
@@ -144,20 +179,67 @@ class Store:
         return f"{base}/{rel}" if rel else base
 
     def check(self):
-        """Raise :class:`StoreUnreachable` unless the root can be created and listed."""
+        """Raise :class:`StoreUnreachable` unless the root can be created and listed, and
+        :class:`StoreNotOwned` if a local root belongs to another user."""
         import pyarrow.fs as pafs
 
         try:
-            self.fs.create_dir(self.root, recursive=True)
+            if self.fs.type_name == "local":
+                _private_dirs(self.root)
+            else:
+                self.fs.create_dir(self.root, recursive=True)
             self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
         except OSError as e:
             raise StoreUnreachable(uri=self.uri, cause=e) from None
+        self.check_owner()
+
+    def check_owner(self, rel=""):
+        """:class:`StoreNotOwned` if ``rel`` is a local folder of another user (anyone who
+        owns a folder can change what is in it); other filesystems rely on their own
+        permissions (see docs/architecture.md, "Trust")."""
+        path = self.local_path(rel)
+        if path is None:
+            return
+        try:
+            uid = os.stat(path).st_uid
+        except FileNotFoundError:
+            return
+        if uid != os.geteuid():
+            raise StoreNotOwned(path=path, owner=_user_name(uid))
+
+    def create_job_dir(self, rel, nonce):
+        """Create the folder ``rel`` for a new job, only if nothing is there yet; True if
+        this call made it (and so this user owns it), False if it existed.
+
+        Local: an exclusive ``mkdir`` (0700). Elsewhere: the folder must not exist, and is
+        claimed with a marker holding ``nonce`` that must read back as ours (HDFS: created
+        with overwrite off, and the folder is made owner-only).
+        """
+        import pyarrow.fs as pafs
+
+        target = self.path(rel)
+        if self.fs.type_name == "local":
+            _private_dirs(self.root)
+            self.check_owner()
+            try:
+                os.mkdir(target, 0o700)
+            except FileExistsError:
+                return False
+            os.chmod(target, 0o700)
+            return True
+        with self._lock:
+            if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
+                return False
+            self.fs.create_dir(target, recursive=True)
+            _owner_only(self.fs, target)
+            return _create_exclusive(self.fs, f"{target}/{OWNER_MARKER}", nonce.encode())
 
     # -- writing -------------------------------------------------------------------------
-    def write_bytes(self, rel, data, *, framed=True):
-        """Write ``data`` to ``rel`` atomically (framed for integrity unless told not to)."""
+    def write_bytes(self, rel, data, *, framed=True, key=None):
+        """Write ``data`` to ``rel`` atomically (framed for integrity unless told not to;
+        signed with ``key`` if given)."""
         # The header and the data are written one after the other: no copy of the data.
-        parts = (header(data), data) if framed else (data,)
+        parts = (header(data, key, rel), data) if framed else (data,)
         target = self.path(rel)
         parent = target.rsplit("/", 1)[0]
 
@@ -166,6 +248,8 @@ class Store:
                 put_unlocked()
 
         def put_unlocked():
+            if self.fs.type_name == "local":
+                return _put_private(parent, target, parts)
             self.fs.create_dir(parent, recursive=True)
             if self._atomic_put:
                 with self.fs.open_output_stream(target) as out:
@@ -188,9 +272,6 @@ class Store:
         _with_retries(f"Writing {self.display_path(rel)}", put, self.write_retries)
 
     def _replace(self, tmp, target):
-        if self.fs.type_name == "local":
-            os.replace(tmp, target)  # atomic, overwrites
-            return
         # HDFS renames refuse to overwrite: remove the old version first.
         try:
             self.fs.move(tmp, target)
@@ -210,10 +291,10 @@ class Store:
         self.write_bytes(rel, text.encode(), framed=False)
 
     # -- reading -------------------------------------------------------------------------
-    def read_bytes(self, rel, *, framed=True):
+    def read_bytes(self, rel, *, framed=True, key=None):
         """The content of ``rel``: bytes, or a memoryview of a framed file's payload (what
         ``pickle.loads`` takes, with no copy); ``FileNotFoundError`` if missing,
-        ``CorruptStoreFile`` if bad."""
+        ``CorruptStoreFile`` if bad, with ``key`` ``UntrustedStoreFile`` unless signed with it."""
         target = self.path(rel)
 
         def get():
@@ -221,7 +302,7 @@ class Store:
                 return f.read()
 
         data = _with_retries(f"Reading {self.display_path(rel)}", get, self.write_retries)
-        return unframe(data, self.display_path(rel)) if framed else data
+        return unframe(data, self.display_path(rel), key, rel) if framed else data
 
     def read_json(self, rel, default=FileNotFoundError):
         """Parsed JSON from ``rel``; ``default`` when missing (raises when not given)."""
@@ -260,3 +341,89 @@ class Store:
             self.fs.delete_dir(self.path(rel))
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(self.path(rel))
+
+
+def _user_name(uid):
+    import pwd
+
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _private_dirs(path):
+    """Make the local folder ``path`` and its missing parents 0700, whatever the umask."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        _private_dirs(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)
+
+
+def _put_private(parent, target, parts):
+    """Write a local file 0600 (whatever the umask) under a temporary name, then rename."""
+    _private_dirs(parent)
+    tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with open(fd, "wb") as out:
+            for part in parts:
+                out.write(part)
+        os.replace(tmp, target)  # atomic, overwrites
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _native_hdfs(fs):
+    """The ``hdfs_native.Client`` behind a PyFileSystem, or None."""
+    import pyarrow.fs as pafs
+
+    if not isinstance(fs, pafs.PyFileSystem):
+        return None
+    native = getattr(fs.handler, "fs", None)
+    return getattr(native, "client", None)
+
+
+def _owner_only(fs, path):
+    """Make an HDFS folder readable by its owner only (S3 relies on the bucket's policy)."""
+    client = _native_hdfs(fs) if fs.type_name != "s3" else None
+    if client is None:
+        if fs.type_name == "hdfs":  # pyarrow's HadoopFileSystem has no chmod
+            log.warning("Cannot make %s owner-only with this HDFS client; set "
+                        "fs.permissions.umask-mode to 077 for jobs to be private.", path)
+        return
+    client.set_permission(path, 0o700)
+
+
+def _create_exclusive(fs, path, data):
+    """Write ``data`` at ``path`` only if nothing is there; True if ours is what is there."""
+    client = _native_hdfs(fs)
+    if client is not None:
+        from hdfs_native import WriteOptions
+
+        try:
+            with client.create(path, WriteOptions(overwrite=False)) as out:
+                out.write(data)
+        except Exception:  # hdfs-native's already-exists error is not an OSError subclass
+            return False
+        return True
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        return False
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+    # S3 (through pyarrow) has no create-if-absent: a concurrent claimer's write is seen on
+    # the read back (S3 reads are strongly consistent), and the loser gives the name up.
+    with fs.open_input_file(path) as f:
+        return f.read() == data

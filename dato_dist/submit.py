@@ -14,7 +14,7 @@ import time
 
 import cloudpickle
 
-from . import _version, jobfiles, procs, serialize
+from . import _version, jobfiles, keys, procs, serialize
 from .config import Config
 from .environments import Environment
 from .errors import (EnvironmentNotFound, InvalidArgument, InvalidArgumentType, NothingToDo,
@@ -157,14 +157,18 @@ def resolve_environment(environment, logger):
     return environment
 
 
-def unique_name(name, store, environment_name):
-    """``name``, or ``name-<5 hex>`` when a job of that name exists here or in the store;
-    the name returned is reserved in this machine's session (see ``Jobs.reserve``)."""
+def unique_name(name, store, environment_name, nonce):
+    """``name``, or ``name-<5 hex>`` when a job of that name exists here or anything is at
+    that name in the store; the name returned is reserved in this machine's session (see
+    ``Jobs.reserve``) and its store folder was created by this call (never adopted: a
+    folder someone else made, even without a spec, is another name's)."""
     candidate = name
     while True:
-        if not store.exists(f"{candidate}/spec.json") and jobs.reserve(
-                candidate, store.display_path(candidate), environment_name, time.time()):
-            return candidate
+        if jobs.reserve(candidate, store.display_path(candidate), environment_name,
+                        time.time()):
+            if store.create_job_dir(candidate, nonce):
+                return candidate
+            jobs.release(candidate)
         candidate = f"{name}-{secrets.token_hex(3)[:5]}"
 
 
@@ -244,12 +248,14 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     store = Store(env.store_uri(config), write_retries=config["store.write_retries"])
     store.check()
     name = name or f"{fname}-{time.strftime('%b-%d-%Y-%H-%M-%S')}"
-    final_name = unique_name(name, store, env.name)
+    nonce = keys.new_nonce()
+    final_name = unique_name(name, store, env.name, nonce)
     if final_name != name:
         logger.info("A job with name '%s' already exists. Renaming the job to '%s'.",
                     name, final_name)
     name = final_name
-    files = JobFiles(store, name)
+    # Every signed file of the job uses this key; drivers get it, never the user's key.
+    files = JobFiles(store, name, key=keys.job_key(keys.user_key(config.home), name, nonce))
     settings = job_settings(config)
     try:
         # The driver starts up while the job is serialized and written.
@@ -279,7 +285,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
                                             or [])),
             "client": {"host": socket.gethostname(), "pid": os.getpid(), "cwd": procs.current_dir(),
                        "python": sys.version.split()[0]},
-            "settings": settings,
+            "settings": settings, "nonce": nonce,
         }
         files.write_payload(function_bytes=function_bytes, combiner_bytes=combiner_bytes,
                             tasks_blob=tasks_blob)

@@ -28,6 +28,7 @@ import sys
 import time
 
 from dato_dist import procs
+from dato_dist.keys import JOB_KEY_ENV
 from dato_dist.protocol import AUTHKEY_ENV
 
 
@@ -181,6 +182,8 @@ class _Agent:
             self._spawn("driver", [sys.executable, "-m", "dato_dist.driver", "--store", a.store,
                                    "--job", a.job, "--host", host, "--ports", f"{port}-{port}"],
                         env=env)
+        env.pop(JOB_KEY_ENV, None)  # the driver's alone: runners never get the job's store key
+        os.environ.pop(JOB_KEY_ENV, None)
         deadline = time.monotonic() + a.driver_wait
         last_check = time.monotonic()
         while not self._driver_up(host, port):

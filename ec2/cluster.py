@@ -21,6 +21,7 @@ import urllib.parse
 
 from dato_dist.environments.base import Environment, record_start_failure
 from dato_dist.errors import DatoDistError, InvalidArgument, InvalidArgumentType
+from dato_dist.keys import JOB_KEY_ENV
 from dato_dist.protocol import AUTHKEY_ENV
 from dato_dist.session import check_name, environments
 from dato_dist.store import Store
@@ -391,6 +392,7 @@ class Ec2Cluster(Environment):
         hosts = hs.hosts
         env = self._aws_env()
         env[AUTHKEY_ENV] = secrets.token_bytes(32).hex()  # never written anywhere
+        env[JOB_KEY_ENV] = files.key.hex()  # the driver's, for the job's files; same channel
         runner_opts = json.dumps({k: spec["settings"][k] for k in ("heartbeat_interval",
                                                                    "result_flush_interval")})
         common = ["--job", files.job_id, "--store", files.store.uri,
@@ -412,7 +414,8 @@ class Ec2Cluster(Environment):
             results = hs.run_all(
                 lambda h: self._agent_cmd(h, "launch", *common, "--host-name", h.instance_id,
                                           "--driver", driver),
-                hosts=hosts[1:], env=env, timeout=60, check=False)
+                hosts=hosts[1:], env={k: v for k, v in env.items() if k != JOB_KEY_ENV},
+                timeout=60, check=False)  # only the head's driver holds the store key
             for h, res in results.items():
                 info = _agent_answer(res) if res.ok else None
                 if info is not None:

@@ -72,6 +72,18 @@ def kill_quietly(pid):
         pass
 
 
+@pytest.fixture
+def attack_dir():
+    """A folder the user nobody can see into but not write (a second local user's attack
+    in tests/test_trust.py waits there for its stop file)."""
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="dd-attack-", dir="/tmp")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def moto_s3(tmp_path_factory):
     """moto's server on 127.0.0.1 for the S3 API, started and stopped by pid."""

@@ -1,5 +1,6 @@
 """One contract suite for the job store, over every filesystem it runs on."""
 
+import os
 import pickle
 
 import pyarrow.fs as pafs
@@ -67,7 +68,7 @@ def test_truncated_file_is_reported_not_read(store):
 
 
 def test_job_files_results_in_batches(store):
-    files = JobFiles(store, "job1")
+    files = JobFiles(store, "job1", key=b"k" * 32)
     batch = new_batch("h:1")
     batch.update(index=[0, 2], start=[1.0, 2.0], run_time=[0.1, 0.2], attempts=[1, 1],
                  values=[10, 12])
@@ -175,3 +176,43 @@ def test_a_job_on_an_s3_store(s3_env, monkeypatch, env2):
     assert again.get_map_results() == [3, None]
     store = Store(f"s3://{s3_env}/jobs")
     assert store.exists(f"{job.name}/spec.json") and store.list(f"{job.name}/results")
+
+
+def test_signed_files_verify_and_refuse_others(store):
+    """A file signed with a key is returned only with that key and at that path; a file
+    anyone wrote without it (or altered) is UntrustedStoreFile, before any unpickling."""
+    from dato_dist.errors import UntrustedStoreFile
+
+    key, other = b"k" * 32, b"o" * 32
+    store.write_bytes("j/results/0.pkl", b"payload", key=key)
+    assert bytes(store.read_bytes("j/results/0.pkl", key=key)) == b"payload"
+    with pytest.raises(UntrustedStoreFile, match=r"results/0\.pkl.*does not match"):
+        store.read_bytes("j/results/0.pkl", key=other)
+    whole = bytes(store.read_bytes("j/results/0.pkl", framed=False))
+    store.write_bytes("j/results/1.pkl", whole, framed=False)  # moved: bound to its path
+    with pytest.raises(UntrustedStoreFile):
+        store.read_bytes("j/results/1.pkl", key=key)
+    store.write_bytes("j/results/2.pkl", b"payload")  # CRC-framed, no signature
+    with pytest.raises(UntrustedStoreFile, match="no signature"):
+        store.read_bytes("j/results/2.pkl", key=key)
+    altered = bytearray(whole)
+    altered[-1] ^= 1
+    store.write_bytes("j/results/0.pkl", bytes(altered), framed=False)
+    with pytest.raises(UntrustedStoreFile):
+        store.read_bytes("j/results/0.pkl", key=key)
+
+
+def test_job_folders_are_created_exclusively(store):
+    """Creating a job's folder fails when anything is there: a folder someone else made
+    (with or without a spec) is never adopted."""
+    assert store.create_job_dir("fresh", "n1")
+    assert not store.create_job_dir("fresh", "n2")
+    store.write_bytes("planted/results/00000000.pkl", b"x", framed=False)
+    assert not store.create_job_dir("planted", "n3")
+    from dato_dist.store import _native_hdfs
+
+    client = _native_hdfs(store.fs)
+    if client is not None:  # HDFS: the job's folder is its owner's only
+        assert client.get_file_info(store.path("fresh")).permission == 0o700
+    if store.local_path("fresh"):
+        assert os.stat(store.local_path("fresh")).st_mode & 0o777 == 0o700

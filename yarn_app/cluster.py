@@ -218,6 +218,7 @@ class HadoopCluster(Environment):
             app = self._connect(client, app_id, config["hadoop.start_timeout"])
             # The key lives only in the application master's memory.
             self._put_key(client, app, secrets.token_bytes(32).hex().encode())
+            app.kv["dato-dist.jobkey"] = files.key.hex().encode()  # signs the job's files
         except BaseException:
             if app_id is not None:
                 try:

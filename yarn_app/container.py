@@ -17,6 +17,7 @@ import sys
 import threading
 
 AUTHKEY = "dato-dist.authkey"
+JOBKEY = "dato-dist.jobkey"  # the job's store key (dato_dist.keys): the driver's only
 DRIVER_ADDRESS = "dato-dist.driver"
 LOG_UPLOAD_INTERVAL = 5.0
 
@@ -104,7 +105,8 @@ def driver(args):
     app.kv[DRIVER_ADDRESS] = f"{host}:{listener.address[1]}".encode()
     files = _job_files(args.store, args.job)
     with LogShipper(files, "driver"):
-        status = drv.run(args.store, args.job, listener, authkey)
+        status = drv.run(args.store, args.job, listener, authkey,
+                         job_key=bytes.fromhex(app.kv.wait(JOBKEY).decode()))
     return 0 if status in ("Completed", "Canceled") else 1
 
 

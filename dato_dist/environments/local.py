@@ -71,7 +71,8 @@ def _launch_driver(argv, log_path, done_w, config):
     if _launcher_failed is not None:
         return None
     go_r, go_w = os.pipe()
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(log_fd, 0o600)
     try:
         pid = launcher.start_driver(config.home, argv, (go_r, done_w, log_fd),
                                     idle_timeout=config["local.launcher_idle_timeout"],
@@ -151,7 +152,8 @@ class LocalAsync(Environment):
         its stdin for the word ``go`` (sent by :meth:`start_job` once the job is written)."""
         _reap()
         log_dir = self._log_dir(files)
-        os.makedirs(log_dir, exist_ok=True)
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        os.chmod(log_dir, 0o700)  # private whatever the umask
         runner_opts = {k: settings[k] for k in ("heartbeat_interval", "result_flush_interval")}
         cmd = [sys.executable, "-m", "dato_dist.driver", "--store", files.store.uri,
                "--job", files.job_id, "--local-runners", str(self.workers(config)),
@@ -172,7 +174,8 @@ class LocalAsync(Environment):
                 # Functions pickled by reference must import in the runners as they do here.
                 env["PYTHONPATH"] = os.pathsep.join(
                     p for p in [procs.current_dir()] + sys.path if p)
-                with open(log_path, "ab") as out:
+                with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                          "ab") as out:
                     proc = subprocess.Popen(cmd + ["--done-fd", str(done_w)],
                                             stdin=subprocess.PIPE, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True,
@@ -206,7 +209,7 @@ class LocalAsync(Environment):
             files.write_launch({"host": socket.gethostname(), "pid": proc.pid,
                                 "start_time": procs.start_time(proc.pid),
                                 "log_dir": prepared["log_dir"]})
-            proc.stdin.write(b"go\n")
+            proc.stdin.write(b"go " + files.key.hex().encode() + b"\n")  # a private pipe
             proc.stdin.close()
         except BaseException:
             self.abandon(prepared)

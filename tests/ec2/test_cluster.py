@@ -289,16 +289,41 @@ def test_logs_reach_s3_while_running_and_cancel_keeps_hosts(cluster, sandbox):
     assert job2.get_results() == 5
 
 
+def _store_keys(sandbox):
+    """The user's key and every job key of the jobs in the sandbox's bucket, hex and raw."""
+    from dato_dist import keys
+
+    user = keys.user_key()
+    found = [user]
+    for page in sandbox.s3.get_paginator("list_objects_v2").paginate(Bucket=sandbox.bucket):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith("/spec.json") and "/jobs/" in obj["Key"]:
+                spec = json.loads(sandbox.s3.get_object(Bucket=sandbox.bucket,
+                                                        Key=obj["Key"])["Body"].read())
+                found.append(keys.job_key(user, spec["id"], spec["nonce"]))
+    return [k for key in found for k in (key, key.hex().encode())]
+
+
 def test_no_secret_written_anywhere(cluster, sandbox):
-    """Credentials travel in SSH command environments only: not in S3, not on disk."""
+    """Credentials and keys travel in SSH command environments only: not in S3, not on
+    disk (the hosts' files and logs), not in the printed cluster or job."""
+    import dato_dist as gl
+
+    job = gl.deploy.map_job.create(add, [{"x": 1, "y": 2}], environment=cluster)
+    assert job.wait(timeout=60) == "Completed"
+    forbidden = [SECRET_KEY.encode()] + _store_keys(sandbox)
+    assert len(forbidden) >= 5  # the secret, the user's key, at least one job's key
     for page in sandbox.s3.get_paginator("list_objects_v2").paginate(Bucket=sandbox.bucket):
         for obj in page.get("Contents", []):
             body = sandbox.s3.get_object(Bucket=sandbox.bucket, Key=obj["Key"])["Body"].read()
-            assert SECRET_KEY.encode() not in body, obj["Key"]
+            assert not [k for k in forbidden if k in body], obj["Key"]
     for root, _, names in os.walk(sandbox.remote_dir):
         for name in names:
             with open(os.path.join(root, name), "rb") as f:
-                assert SECRET_KEY.encode() not in f.read(), os.path.join(root, name)
+                data = f.read()
+            assert not [k for k in forbidden if k in data], os.path.join(root, name)
+    printed = (str(cluster) + repr(cluster) + str(job) + repr(job._files)).encode()
+    assert not [k for k in forbidden if k in printed]
 
 
 def test_no_secret_on_the_hosts_command_lines(cluster):
@@ -310,7 +335,9 @@ def test_no_secret_on_the_hosts_command_lines(cluster):
     import dato_dist as gl
     from dato_dist.protocol import AUTHKEY_ENV
 
-    forbidden = [SECRET_KEY, "AWS_SECRET_ACCESS_KEY=", f"{AUTHKEY_ENV}="]
+    from dato_dist.keys import JOB_KEY_ENV
+
+    forbidden = [SECRET_KEY, "AWS_SECRET_ACCESS_KEY=", f"{AUTHKEY_ENV}=", f"{JOB_KEY_ENV}="]
     hs, head = cluster._hosts(), cluster.hosts[0]
     # One command, deterministically: its shell's command line has no value; its env has.
     r = hs.run(head, "tr '\\0' ' ' </proc/$$/cmdline; echo; "
@@ -353,6 +380,37 @@ def test_no_secret_on_the_hosts_command_lines(cluster):
     assert not leaks, leaks[:3]
     # the sampler did see the hosts' processes of the jobs (and an SSH command's shell)
     assert {"remote shell", "agent", "runner"} <= seen, seen
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acts as the user nobody")
+def test_bad_connections_do_not_stall_an_ec2_job(cluster, sandbox, attack_dir):
+    """1 silent and 100 garbage connections to the head's driver (its port is in the
+    store) while a job runs: it takes about as long as without them."""
+    import pathlib
+
+    import dato_dist as gl
+    from tests.test_trust import _attack, _driver_address
+
+    tmp_path = pathlib.Path(attack_dir)
+    params = [{"i": i, "seconds": 0.3} for i in range(12)]
+    timings = []
+    for attacked in (False, True):
+        t0 = time.monotonic()
+        job = gl.deploy.map_job.create(slow_square, params, environment=cluster)
+        attacker = None
+        try:
+            if attacked:
+                address = wait_until(lambda: _driver_address(job), 30, "the driver's address")
+                attacker = _attack(address, str(tmp_path / "stop"))
+            assert job.wait(timeout=90) == "Completed", job.get_error()
+        finally:
+            if attacker is not None:
+                (tmp_path / "stop").write_text("")
+                attacker.wait(10)
+        timings.append(time.monotonic() - t0)
+        assert job.get_map_results() == [i * i for i in range(12)]
+    print(f"EC2 job: {timings[0]:.1f} s alone, {timings[1]:.1f} s under attack")
+    assert timings[1] < 2 * timings[0] + 10, timings
 
 
 def test_driver_killed_on_the_head_fails_the_job(cluster, sandbox):

@@ -22,7 +22,10 @@ WORKER_MB, DRIVER_MB = 256, 512
 @pytest.fixture(scope="session")
 def dist_path(minicluster):
     """A dist folder deployed with the admin's command, as a user would."""
-    path = f"{minicluster.hdfs_uri}/user/root/dato-dist-folder"
+    import uuid
+
+    # One folder per test session: sessions sharing a cluster must not install over each other.
+    path = f"{minicluster.hdfs_uri}/user/root/dato-dist-folder-{uuid.uuid4().hex[:8]}"
     out = subprocess.run(
         [sys.executable, "-m", "dato_dist.cli", "hadoop", "install", path,
          "--num-containers", "2", "--container-size", str(WORKER_MB), "--num-vcores", "1",
@@ -246,3 +249,67 @@ def test_a_submission_yarn_rejects_is_a_yarn_error_and_a_failed_job(hadoop, monk
     assert message.endswith(f"yarn logs -applicationId {e.value.app_id}")
     job = gl.deploy.jobs[name]
     assert job.get_status() == "Failed" and job.get_error() == message
+
+
+# -- trust (issue 9): private job folders, signed files, a listener nobody can block ------
+def _killed_worker_job(hadoop, yarn_apps, attack_dir=None):
+    """A job whose running worker container is killed (YARN replaces it); with
+    ``attack_dir``, the user nobody holds 1 silent and 100 garbage connections to the
+    driver from the moment it listens. Returns (job, seconds)."""
+    import time
+
+    from tests.test_trust import _attack, _driver_address
+
+    start = time.monotonic()
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 2} for i in range(6)],
+                                   environment=hadoop)
+    yarn_apps.append(job.app_id)
+    attacker = None
+    try:
+        if attack_dir:
+            address = wait_for(lambda: _driver_address(job), 240, 0.3, what="the driver")
+            attacker = _attack(address, os.path.join(attack_dir, "stop"))
+
+        def running():
+            rows = [r for r in (job.get_metrics() or []) if r["status"] == "Running"]
+            return rows and rows[0]
+
+        row = wait_for(running, 120, 0.3, what="a running task")
+        os.kill(int(row["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        assert job.wait(timeout=240) == "Completed"
+        assert job.get_map_results() == [i * i for i in range(6)]
+        return job, time.monotonic() - start
+    finally:
+        if attacker is not None:
+            open(os.path.join(attack_dir, "stop"), "w").close()
+            attacker.wait(10)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acts as the user nobody")
+def test_yarn_job_private_signed_and_not_stalled_by_bad_connections(hadoop, yarn_apps,
+                                                                    attack_dir):
+    from dato_dist.store import _native_hdfs
+
+    _, baseline = _killed_worker_job(hadoop, yarn_apps)
+    job, attacked = _killed_worker_job(hadoop, yarn_apps, attack_dir=attack_dir)
+    print(f"YARN job with a container killed: {baseline:.1f} s alone, {attacked:.1f} s "
+          "under attack")
+    assert attacked < 2 * baseline + 30, (baseline, attacked)
+    store = job._files.store
+    client = _native_hdfs(store.fs)
+    assert client.get_file_info(store.path(job.id)).permission == 0o700
+    key = job._files.key.hex().encode()
+    names = []
+    for info in client.list_status(store.path(job.id), recursive=True):
+        if not info.isdir:
+            names.append(info.path)
+            with client.read(info.path) as f:
+                assert key not in f.read(), info.path
+    assert any(n.endswith("results/00000000.pkl") for n in names), names
+    def logs():
+        text = "\n".join(job.read_logs().values())
+        return "did not authenticate" in text and text
+
+    text = wait_for(logs, 120, 2.0, what="the drops in the driver's log")
+    assert key.decode() not in text
+    assert gl.deploy.job.load(job.uri).get_map_results() == [i * i for i in range(6)]
