@@ -5,7 +5,6 @@ outside the checkout, so the installed ``dato_dist`` is the one tested.
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
