@@ -14,13 +14,18 @@ from ._version import __version__
 __all__ = ["deploy", "errors", "aws", "__version__"]
 
 # Loaded on first use, so the driver and runner processes (python -m dato_dist.driver)
-# start without importing the API; ``gl.aws`` is part of the EC2 backend.
-_LAZY = {"deploy": "dato_dist.deploy", "errors": "dato_dist.errors", "aws": "dato_dist.ec2.aws"}
+# start without importing the API; backend names (``gl.aws``) come from dato_dist.backends.
+_LAZY = {"deploy": "dato_dist.deploy", "errors": "dato_dist.errors"}
 
 
 def __getattr__(name):
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'dato_dist' has no attribute '{name}'")
+    else:
+        from .backends import TOP_NAMES, load
+
+        if name not in TOP_NAMES:
+            raise AttributeError(f"module 'dato_dist' has no attribute '{name}'")
+        module = load(*TOP_NAMES[name])
+    globals()[name] = module
+    return module

@@ -1,20 +1,24 @@
 """The ``dato-dist`` command: demo, jobs, job show|metrics|logs|cancel|wait, launcher, hadoop, ec2.
 
 Errors map to exit codes in one place (:func:`main`): each ``DatoDistError`` class has an
-``exit_code``; Ctrl-C is 130; anything unexpected prints its traceback and exits 1.
+``exit_code``; Ctrl-C is 130; anything unexpected prints its traceback and exits 1. The
+backends' subcommands (``hadoop``, ``ec2``) come from the backend registry
+(:mod:`dato_dist.backends`); a missing extra is a one-line ``BackendUnavailable``.
 """
 
 import argparse
 import logging
 import sys
 
+from . import backends
+from ._version import __version__
 from .errors import DatoDistError
 
 
 def _load(job_id):
-    from .job import Job
+    from .session import jobs
 
-    return Job.load(job_id)
+    return jobs.load(job_id)
 
 
 def cmd_demo(args):
@@ -129,33 +133,10 @@ def cmd_launcher(args):
     return 0
 
 
-def cmd_hadoop_install(args):
-    from dato_dist.yarn_app import dist
-
-    config = dist.install(args.path, num_containers=args.num_containers,
-                          container_size=args.container_size, num_vcores=args.num_vcores,
-                          start_port=args.start_port, end_port=args.end_port,
-                          python_prefix=args.python_prefix)
-    print(dist.show(args.path))
-    return 0 if config else 1
-
-
-def cmd_hadoop_show(args):
-    from dato_dist.yarn_app import dist
-
-    print(dist.show(args.path))
-    return 0
-
-
-def cmd_hadoop_testcluster(args):
-    from dato_dist.yarn_app import minicluster
-
-    return minicluster.main([args.test_action, "--dir", args.dir])
-
-
 def build_parser():
     parser = argparse.ArgumentParser(prog="dato-dist", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"dato-dist {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the GraphLab user guide's map_job example here")
@@ -184,33 +165,7 @@ def build_parser():
     launch.add_argument("launcher_action", choices=["status", "stop"], metavar="ACTION",
                         help="status or stop (running jobs go on)")
     launch.set_defaults(func=cmd_launcher)
-    hadoop = sub.add_parser("hadoop", help="the Hadoop backend: deploy and inspect dist folders")
-    hsub = hadoop.add_subparsers(dest="action", required=True)
-    inst = hsub.add_parser("install", help="build and upload the dist folder (admins)")
-    inst.add_argument("path", help="hdfs://namenode:port/path/to/dato-dist-folder")
-    inst.add_argument("--num-containers", type=int)
-    inst.add_argument("--container-size", type=int, help="MB per container")
-    inst.add_argument("--num-vcores", type=int)
-    inst.add_argument("--start-port", type=int)
-    inst.add_argument("--end-port", type=int)
-    inst.add_argument("--python-prefix", help="where Python lives on the cluster's nodes "
-                                               "(default: this Python's prefix)")
-    inst.set_defaults(func=cmd_hadoop_install)
-    show = hsub.add_parser("show", help="print what is deployed in a dist folder")
-    show.add_argument("path")
-    show.set_defaults(func=cmd_hadoop_show)
-    tc = hsub.add_parser("testcluster", help="a local test cluster (YARN + HDFS on "
-                                             "loopback) to try the backend without Hadoop")
-    tc.add_argument("test_action", choices=["start", "stop", "status"], metavar="ACTION",
-                    help="start, stop or status")
-    tc.add_argument("--dir", required=True, help="the test cluster's state folder")
-    tc.set_defaults(func=cmd_hadoop_testcluster)
-    try:  # `dato-dist ec2 ...`; ec2.cli imports neither boto3 nor fabric at load
-        from dato_dist.ec2.cli import add_parser as add_ec2_parser
-    except ImportError:
-        add_ec2_parser = None
-    if add_ec2_parser is not None:
-        add_ec2_parser(sub)
+    backends.add_cli(sub)  # `dato-dist hadoop ...`, `dato-dist ec2 ...`
     return parser
 
 
@@ -218,8 +173,17 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="[%(levelname)s] %(name)s: %(message)s")
+    backend = getattr(args, "backend", None)
     try:
-        return args.func(args)
+        if backend:
+            backends.require(backend)
+        try:
+            return args.func(args)
+        except ImportError as e:  # a backend command imported a module of a missing extra
+            unavailable = backend and backends.translate(backends.backend(backend), e)
+            if unavailable:
+                raise unavailable from None
+            raise
     except DatoDistError as e:
         print(f"dato-dist: error: {e}", file=sys.stderr)
         return e.exit_code

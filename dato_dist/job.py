@@ -57,7 +57,10 @@ class Job:
     # -- loading --------------------------------------------------------------------------
     @classmethod
     def load(cls, id_or_uri):
-        """The job named ``id_or_uri`` on this machine, or at that store URI / path.
+        """The job at that store URI or path, or named ``id_or_uri`` in the default store.
+
+        ``gl.deploy.job.load`` (``session.jobs.load``) also finds, by name, the jobs this
+        machine created in other stores (a cluster's).
 
         Examples
         --------
@@ -65,14 +68,11 @@ class Job:
         >>> job = Job.load('s3://bucket/jobs/add-May-07-2015')   # doctest: +SKIP
         """
         from .config import load as load_config
-        from .session import jobs
 
         if not isinstance(id_or_uri, str) or not id_or_uri:
             raise InvalidArgumentType(f"job.load takes a job id or URI, got {id_or_uri!r}.")
         if "/" in id_or_uri:
             uri = id_or_uri
-        elif jobs.has(id_or_uri):
-            uri = jobs.uri_of(id_or_uri)
         else:
             uri = f"{load_config().store_uri.rstrip('/')}/{id_or_uri}"
         base, job_id = _split_uri(uri)

@@ -14,6 +14,7 @@ import time
 
 from .config import load as load_config
 from .errors import EnvironmentNotFound, InvalidArgument, JobNotFound
+from .job import Job
 from .table import Table
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,14 @@ class Jobs(_Collection):
         return self._entry(name)["uri"]
 
     def _load(self, entry):
-        from .job import Job
-
         return Job.load(entry["uri"])
+
+    def load(self, id_or_uri):
+        """The job named ``id_or_uri`` on this machine (in whatever store it was created),
+        or at that store URI / path (see :meth:`dato_dist.job.Job.load`)."""
+        if isinstance(id_or_uri, str) and "/" not in id_or_uri and self.has(id_or_uri):
+            return Job.load(self.uri_of(id_or_uri))
+        return Job.load(id_or_uri)
 
 
 class Environments(_Collection):

@@ -61,6 +61,19 @@ def test_cancel_and_wait_exit_codes(env2):
     assert out.returncode == 5 and "Canceled" in out.stdout
 
 
+def test_version():
+    out = cli("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"dato-dist {gl.__version__}\n"
+
+
+def test_backend_subcommands_come_from_the_registry():
+    out = cli("--help")
+    assert "hadoop" in out.stdout and "ec2" in out.stdout
+    out = cli("hadoop", "install", "--help")
+    assert out.returncode == 0 and "--num-containers" in out.stdout
+
+
 def test_unknown_job_is_a_clear_error():
     out = cli("job", "show", "no-such-job")
     assert out.returncode == 3

@@ -3,7 +3,7 @@
 import logging
 
 from .. import submit
-from ..job import Job
+from ..session import jobs
 
 log = logging.getLogger(__name__)
 
@@ -39,4 +39,4 @@ def create(function, name=None, environment=None, *, max_retries=None, **kwargs)
 
 def load(job_id_or_uri):
     """Re-attach to a job by id (from ``gl.deploy.jobs``) or by its store URI or path."""
-    return Job.load(job_id_or_uri)
+    return jobs.load(job_id_or_uri)

@@ -7,7 +7,7 @@ class Environment(abc.ABC):
     """Where jobs run: something that can start a job's driver and runners, and stop them.
 
     An implementer provides the abstract methods below. Environments are registered by
-    type name in :data:`dato_dist.environments.REGISTRY` and persisted with ``to_dict``.
+    type name in :data:`dato_dist.backends.BACKENDS` and persisted with ``to_dict``.
     """
 
     #: Registry name of the type (``Local``, ``LocalAsync``, ``HadoopCluster``, ...).
