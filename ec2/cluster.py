@@ -367,11 +367,9 @@ class Ec2Cluster(Environment):
         hosts = hs.hosts
         env = self._aws_env()
         env[AUTHKEY_ENV] = secrets.token_bytes(32).hex()  # never written anywhere
-        runner_opts = json.dumps({k: spec["settings"][k] for k in ("heartbeat_interval",
-                                                                   "result_flush_interval")})
+        # Runner settings are not passed: the driver sends them from the spec in SETUP.
         common = ["--job", files.job_id, "--store", files.store.uri,
-                  "--runners", c.runners_per_host or 0, "--runner-opts", runner_opts,
-                  "--log-interval", c.log_sync_interval]
+                  "--runners", c.runners_per_host or 0, "--log-interval", c.log_sync_interval]
         self._install_required(hs, spec.get("required_packages") or [])
         head = hosts[0]
         r = hs.run(head, self._agent_cmd(head, "launch", *common, "--host-name",
