@@ -331,7 +331,7 @@ class Driver:
             self.no_runner_since = None
         elif self.no_runner_since is None:
             self.no_runner_since = now
-        elif now - self.no_runner_since > self.settings.get("runner_wait_timeout", 300.0):
+        elif now - self.no_runner_since > self.settings["runner_wait_timeout"]:
             self.error = (f"No runner was connected for {now - self.no_runner_since:.0f} s "
                           "(config key driver.runner_wait_timeout) with work left; see the "
                           "runner logs.")
