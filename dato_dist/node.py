@@ -64,11 +64,11 @@ def key_environ(keys):
     return {KEYS[name][0]: value.hex() for name, value in keys.items() if value is not None}
 
 
-def stop_processes(procs_, *, grace=2.0, first=signal.SIGTERM):
-    """Stop the processes ``procs_`` (``Popen`` objects or pids of our children): send
+def stop_processes(processes, *, grace=2.0, first=signal.SIGTERM):
+    """Stop ``processes`` (``Popen`` objects or pids of our children): send
     ``first`` (None: none, they were told to stop), wait up to ``grace`` s for them to exit,
     SIGKILL those left, and reap them all. Returns their exit codes by position."""
-    procs_ = list(procs_)
+    procs_ = list(processes)
     codes = [None] * len(procs_)
 
     def poll(k):
@@ -240,9 +240,7 @@ class Runners:
 def runner_lost(code):
     """Whether a runner that exited with ``code`` was lost (killed, crashed, ended by its
     task) rather than done: told to stop, or its driver gone."""
-    from .runner import EXIT_DONE
-
-    return code not in EXIT_DONE
+    return code not in P.EXIT_DONE
 
 
 class LogShipper:

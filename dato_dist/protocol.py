@@ -46,6 +46,12 @@ RECORD_KEYS = (
 
 AUTHKEY_ENV = "DATO_DIST_AUTHKEY"
 
+#: A runner's exit codes: no driver at the address; the driver went away mid-job.
+EXIT_NO_DRIVER, EXIT_DRIVER_GONE = 3, 4
+#: Exit codes of a runner that is done (told to stop, or its driver is gone): a node does
+#: not replace it.
+EXIT_DONE = (0, EXIT_NO_DRIVER, EXIT_DRIVER_GONE)
+
 #: The job settings a runner uses; they reach it only in SETUP, from the job's spec.
 RUNNER_SETTINGS = ("max_retries", "heartbeat_interval", "result_flush_interval")
 

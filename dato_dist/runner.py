@@ -28,11 +28,7 @@ REPORT_AFTER = 0.2
 #: within OUTPUT_FLUSH_INTERVAL): 10,000 tiny tasks must not cost 10,000 writes.
 TINY_TASK = 0.001
 OUTPUT_FLUSH_INTERVAL = 0.05
-#: Exit codes: no driver at the address; the driver went away mid-job (heartbeat failed).
-EXIT_NO_DRIVER, EXIT_DRIVER_GONE = 3, 4
-#: Exit codes of a runner that is done (told to stop, or its driver is gone): a node does
-#: not replace it.
-EXIT_DONE = (0, EXIT_NO_DRIVER, EXIT_DRIVER_GONE)
+EXIT_NO_DRIVER, EXIT_DRIVER_GONE = P.EXIT_NO_DRIVER, P.EXIT_DRIVER_GONE
 
 
 class _Channel:
