@@ -4,7 +4,8 @@ It hands out tasks to runners in batches, notices lost runners (closed connectio
 heartbeats, a reaped process) and re-queues their unfinished tasks, has the combiner run
 once every map task is done, and writes results, progress and the final status to the job
 store. With ``--local-runners N`` it also starts N runners on this machine (forked before
-any store I/O, so they start in milliseconds) and replaces those that die.
+any store I/O, so they start in milliseconds) and replaces those that die, through
+:class:`dato_dist.node.Runners`. Runners get the job's runner settings in ``SETUP``.
 
 Batches follow guided self-scheduling, capped so a batch takes about
 :data:`TARGET_BATCH_SECONDS` at the measured task time, and at least
@@ -20,14 +21,13 @@ import secrets
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener, wait
 
-from . import jobfiles, procs, records
+from . import jobfiles, node, procs, records
 from . import protocol as P
 
 TARGET_BATCH_SECONDS = 0.25
@@ -74,99 +74,6 @@ class _Runner:
         self.last_seen = time.monotonic()
         self.idle = False
         self.has_combiner = False
-
-
-class _LocalRunners:
-    """Runner processes on this machine: forked at start, spawned as replacements."""
-
-    def __init__(self, address, authkey, log_dir, settings):
-        self.address, self.authkey, self.log_dir = address, authkey, log_dir
-        self.settings = settings
-        self.procs = {}  # slot -> pid or Popen
-        self.restarts = collections.Counter()
-
-    def _log_fd(self, slot):
-        os.makedirs(self.log_dir, exist_ok=True)
-        return os.open(os.path.join(self.log_dir, f"runner-{slot}.log"),
-                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    def fork(self, slot, listener):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        fd = self._log_fd(slot)
-        pid = os.fork()
-        if pid == 0:  # the runner
-            code = 1
-            try:
-                listener.close()
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                os.close(fd)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                from . import runner
-
-                code = runner.serve(self.address, self.authkey, str(slot),
-                                    heartbeat_interval=self.settings["heartbeat_interval"],
-                                    flush_interval=self.settings["result_flush_interval"])
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code or 0)
-        os.close(fd)
-        self.procs[slot] = pid
-
-    def spawn(self, slot):
-        """A replacement runner, as a fresh interpreter (this process has threads now)."""
-        fd = self._log_fd(slot)
-        env = dict(os.environ, **{P.AUTHKEY_ENV: self.authkey.hex()})
-        cmd = [sys.executable, "-m", "dato_dist.runner", "--driver",
-               f"{self.address[0]}:{self.address[1]}", "--id", str(slot),
-               "--heartbeat-interval", str(self.settings["heartbeat_interval"]),
-               "--flush-interval", str(self.settings["result_flush_interval"])]
-        self.procs[slot] = subprocess.Popen(cmd, stdout=fd, stderr=fd, env=env,
-                                            stdin=subprocess.DEVNULL)
-        os.close(fd)
-        self.restarts[slot] += 1
-
-    def pid(self, slot):
-        p = self.procs.get(slot)
-        return p.pid if isinstance(p, subprocess.Popen) else p
-
-    def reap(self):
-        """Slots whose process has exited since the last call."""
-        gone = []
-        for slot, p in list(self.procs.items()):
-            if isinstance(p, subprocess.Popen):
-                exited = p.poll() is not None
-            else:
-                try:
-                    exited = os.waitpid(p, os.WNOHANG)[0] != 0
-                except ChildProcessError:
-                    exited = True
-            if exited:
-                del self.procs[slot]
-                gone.append(slot)
-        return gone
-
-    def kill(self, slot, sig=signal.SIGKILL):
-        pid = self.pid(slot)
-        if pid:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def stop_all(self, grace=2.0):
-        deadline = time.monotonic() + grace
-        while self.procs and time.monotonic() < deadline:
-            self.reap()
-            time.sleep(0.02)
-        for slot in list(self.procs):
-            self.kill(slot)
-        deadline = time.monotonic() + grace
-        while self.procs and time.monotonic() < deadline:
-            self.reap()
-            time.sleep(0.02)
 
 
 class Acceptor:
@@ -315,7 +222,10 @@ class Driver:
         self.done_fd = done_fd  # a byte written here wakes a client waiting in this job
         self.settings = spec["settings"]
         self.acceptor, self.authkey = acceptor, authkey
-        self.local = local_runners
+        self.local = local_runners  # a node.Runners on this machine, or None
+        if self.local is not None:
+            self.local.max_restarts = self.settings["max_runner_restarts"]
+        self.runner_settings = P.runner_settings(self.settings)
         self.n = jobfiles.num_tasks(spec)
         self.name_prefix = spec["task_name_prefix"]  # runners name task i <prefix><i>
         self.pending = _TaskQueue(self.n)
@@ -362,8 +272,9 @@ class Driver:
             self.pending.push_front(unfinished)
         if runner.has_combiner and self.combiner_record is None:
             self.combiner_assigned = False
-        if self.local is not None and runner.id.isdigit():
-            self.local.kill(int(runner.id))
+        slot = None if self.local is None else self.local.slot_of(runner.id)
+        if slot is not None:
+            self.local.kill(slot)
         self._state_dirty = True
 
     # -- records and scheduling ----------------------------------------------------------
@@ -467,8 +378,7 @@ class Driver:
             runner = _Runner(conn, msg[1], msg[2], msg[3])
             self.runners[conn] = runner
             self._send(runner, (P.SETUP, self.function_bytes, self.combiner_bytes,
-                                self.settings["max_retries"], self.name_prefix,
-                                self.settings.get("max_task_output", 0)))
+                                self.runner_settings, self.name_prefix))
             return
         if runner is None:
             conn.close()
@@ -529,21 +439,18 @@ class Driver:
             self.no_runner_since = None
         elif self.no_runner_since is None:
             self.no_runner_since = now
-        elif now - self.no_runner_since > self.settings.get("runner_wait_timeout", 300.0):
+        elif now - self.no_runner_since > self.settings["runner_wait_timeout"]:
             self.error = (f"No runner was connected for {now - self.no_runner_since:.0f} s "
                           "(config key driver.runner_wait_timeout) with work left; see the "
                           "runner logs.")
         if self.local is None:
             return
-        for slot in self.local.reap():
+        for slot, _code in self.local.reap():
             for runner in list(self.runners.values()):
-                if runner.id == str(slot):
+                if runner.id == self.local.runner_id(slot):
                     self._lose(runner, "its process exited")
-            if self.finished() or self.cancel_requested:
-                continue
-            if self.local.restarts[slot] < self.settings["max_runner_restarts"]:
-                print(f"[dato-dist] starting a replacement for runner {slot}", flush=True)
-                self.local.spawn(slot)
+            if not (self.finished() or self.cancel_requested):
+                self.local.replace(slot)  # bounded: driver.max_runner_restarts
         if not self.local.procs and not self.runners and not self.finished():
             self.error = ("Every runner was lost and none could be replaced (config key "
                           "driver.max_runner_restarts); see the runner logs in "
@@ -601,10 +508,7 @@ class Driver:
         for runner in list(self.runners.values()):
             self._send(runner, (P.STOP,))
         if self.local is not None:
-            if status == "Canceled":
-                for slot in list(self.local.procs):
-                    self.local.kill(slot, signal.SIGTERM)
-            self.local.stop_all()
+            self.local.stop_all(first=signal.SIGTERM if status == "Canceled" else None)
         self.acceptor.close()
         print(f"[dato-dist] job {self.files.job_id} {status}", flush=True)
         return 0
@@ -625,13 +529,15 @@ def bind_listener(host, port_range, authkey):
 
 
 def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(signal.SIGTERM,),
-        done_fd=None, acceptor=None, job_key=None):
+        done_fd=None, acceptor=None, log_dirs=(), job_key=None):
     """Run the job ``job_id`` of the store at ``store_uri`` to its end; return its status.
 
     ``listener`` is bound already (runners connect to it), and may be accepting already
-    (``acceptor``); ``local``, if given, manages runner processes on this machine. Any of
-    ``cancel_signals`` cancels the job. ``job_key`` signs and checks the job's files
-    (without it, it is derived from this user's key: see :mod:`dato_dist.keys`).
+    (``acceptor``); ``local``, if given, is the :class:`~dato_dist.node.Runners` of this
+    machine. Any of ``cancel_signals`` cancels the job. The files in ``log_dirs`` are copied
+    to the job's logs while it runs when the store is remote. ``job_key`` signs and checks
+    the job's files (without it, it is derived from this user's key: see
+    :mod:`dato_dist.keys`).
     """
     acceptor = acceptor or Acceptor(listener)
     from .jobfiles import JobFiles
@@ -647,7 +553,10 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
         signal.signal(sig, lambda *a: setattr(driver, "cancel_requested", True))
     if pending_signals:
         driver.cancel_requested = True
+    shipper = node.LogShipper.if_remote(files, log_dirs) if log_dirs else None
     try:
+        if shipper is not None:
+            shipper.start()
         driver.run()
     except BaseException as e:
         driver.state.update(status="Failed", ended=time.time(),
@@ -657,7 +566,11 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
         finally:
             if local is not None:
                 local.stop_all(grace=0.5)
+            if shipper is not None:
+                shipper.stop()
         raise
+    if shipper is not None:
+        shipper.stop()
     return driver.state["status"]
 
 
@@ -668,8 +581,6 @@ def main(argv=None):
     parser.add_argument("--local-runners", type=int, default=0,
                         help="start this many runners on this machine")
     parser.add_argument("--local-log-dir", help="where local runners write their logs")
-    parser.add_argument("--runner-opts", default="{}",
-                        help="JSON: heartbeat_interval and result_flush_interval for runners")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--ports", help="START-END port range to listen in")
     parser.add_argument("--done-fd", type=int, help="write a byte to this fd when the job ended")
@@ -681,20 +592,14 @@ def main(argv=None):
     from .keys import JOB_KEY_ENV
 
     job_key_hex = os.environ.pop(JOB_KEY_ENV, None)  # a cluster host's (replacements never see it)
-    key_hex = os.environ.pop(P.AUTHKEY_ENV, None)
-    authkey = bytes.fromhex(key_hex) if key_hex else secrets.token_bytes(32)
+    authkey = node.job_keys()["authkey"] or secrets.token_bytes(32)
     ports = tuple(int(p) for p in args.ports.split("-")) if args.ports else None
     listener = bind_listener(args.host, ports, authkey)
     local = None
     if args.local_runners:
         # Fork the runners first: this process has no threads and has done no I/O yet.
-        import json
-
-        opts = {"heartbeat_interval": 1.0, "result_flush_interval": 0.2}
-        opts.update(json.loads(args.runner_opts))
-        local = _LocalRunners(listener.address, authkey, args.local_log_dir, opts)
-        for slot in range(args.local_runners):
-            local.fork(slot, listener)
+        local = node.Runners(listener.address, authkey, log_dir=args.local_log_dir)
+        local.start(args.local_runners, fork=True, close=(listener,))
     acceptor = Acceptor(listener)  # runners get in while we wait and read the job
     if args.wait_go:
         import pyarrow.fs  # noqa: F401  (the slowest import, done while the client writes;
@@ -715,7 +620,8 @@ def main(argv=None):
         if len(words) > 1:
             job_key_hex = words[1].decode()
     status = run(args.store, args.job, listener, authkey, local=local, done_fd=args.done_fd,
-                 acceptor=acceptor, job_key=bytes.fromhex(job_key_hex) if job_key_hex else None)
+                 acceptor=acceptor, log_dirs=[args.local_log_dir] if local is not None else (),
+                 job_key=bytes.fromhex(job_key_hex) if job_key_hex else None)
     return 0 if status in ("Completed", "Canceled") else 1
 
 

@@ -213,7 +213,7 @@ def _preload():
     import pyarrow.fs  # noqa: F401  (the slow one)
     import cloudpickle  # noqa: F401
 
-    from . import driver, jobfiles, runner, serialize, store  # noqa: F401
+    from . import driver, jobfiles, node, runner, serialize, store  # noqa: F401
 
 
 def _peer_uid(conn):

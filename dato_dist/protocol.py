@@ -11,7 +11,8 @@ runner -> driver
     ``(RESULTS, records)``                     finished records mid-batch (not replied)
     ``(BEAT, current)``                        heartbeat; ``current`` is ``(index, start)`` or None
 driver -> runner
-    ``(SETUP, function_bytes, combiner_bytes, max_retries, name_prefix)``   reply to HELLO
+    ``(SETUP, function_bytes, combiner_bytes, settings, name_prefix)``   reply to HELLO;
+                                           ``settings``: :func:`runner_settings`
     ``(TASKS, indices, kwargs)``           reply to WANT: a batch; ``indices`` is a range or
                                            a list (task i is named ``<name_prefix><i>``);
                                            each kwargs a dict or its pickle
@@ -44,6 +45,20 @@ RECORD_KEYS = (
 )
 
 AUTHKEY_ENV = "DATO_DIST_AUTHKEY"
+
+#: A runner's exit codes: no driver at the address; the driver went away mid-job.
+EXIT_NO_DRIVER, EXIT_DRIVER_GONE = 3, 4
+#: Exit codes of a runner that is done (told to stop, or its driver is gone): a node does
+#: not replace it.
+EXIT_DONE = (0, EXIT_NO_DRIVER, EXIT_DRIVER_GONE)
+
+#: The job settings a runner uses; they reach it only in SETUP, from the job's spec.
+RUNNER_SETTINGS = ("max_retries", "heartbeat_interval", "result_flush_interval", "max_task_output")
+
+
+def runner_settings(settings):
+    """The runner's part of a job's ``spec["settings"]`` (resolved from the config at create)."""
+    return {k: settings[k] for k in RUNNER_SETTINGS}
 
 
 def set_nodelay(conn):

@@ -31,6 +31,7 @@ REPORT_AFTER = 0.2
 #: within OUTPUT_FLUSH_INTERVAL): 10,000 tiny tasks must not cost 10,000 writes.
 TINY_TASK = 0.001
 OUTPUT_FLUSH_INTERVAL = 0.05
+EXIT_NO_DRIVER, EXIT_DRIVER_GONE = P.EXIT_NO_DRIVER, P.EXIT_DRIVER_GONE
 _cap = None  # this runner's OutputCap, once the job's setting is known
 
 
@@ -108,7 +109,7 @@ def _heartbeat(channel, state, interval, stop):
         except (OSError, EOFError, ValueError):
             # The driver is gone: nobody wants this runner's work any more.
             _cleanup()
-            os._exit(4)
+            os._exit(EXIT_DRIVER_GONE)
         last_sent, reported = now, current
 
 
@@ -188,11 +189,14 @@ def _combine(combiner_bytes, pairs, worker, state, done):
     _flush_output()
 
 
-def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval=0.2):
+def serve(address, authkey, runner_id):
     """Work for the driver at ``address`` until it says stop (or goes away).
 
-    No process a task started outlives the runner: the runner is its tasks' subreaper and
-    kills what is left of them when it ends (stop, driver gone, SIGTERM)."""
+    The job's runner settings (:data:`~dato_dist.protocol.RUNNER_SETTINGS`) come from the
+    driver in ``SETUP``; this runner's log shows them. No process a task started outlives
+    the runner: the runner is its tasks' subreaper and kills what is left of them when it
+    ends (stop, driver gone, SIGTERM).
+    """
     procs.become_subreaper()
 
     def on_sigterm(signum, frame):
@@ -202,29 +206,32 @@ def serve(address, authkey, runner_id, *, heartbeat_interval=1.0, flush_interval
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return _serve(address, authkey, runner_id, heartbeat_interval=heartbeat_interval,
-                      flush_interval=flush_interval)
+        return _serve(address, authkey, runner_id)
     finally:
         _cleanup()
 
 
-def _serve(address, authkey, runner_id, *, heartbeat_interval, flush_interval):
+def _serve(address, authkey, runner_id):
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         conn = Client(tuple(address), authkey=authkey)
     except (OSError, EOFError) as e:
         print(f"[dato-dist] runner {runner_id}: cannot reach the driver at {address}: {e}",
               file=sys.stderr)
-        return 3
+        return EXIT_NO_DRIVER
     P.set_nodelay(conn)
     channel = _Channel(conn)
     channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname()))
-    setup = channel.recv()
-    kind, function_bytes, combiner_bytes, max_retries, name_prefix = setup[:5]
+    kind, function_bytes, combiner_bytes, settings, name_prefix = channel.recv()
     assert kind == P.SETUP, kind
+    max_retries = settings["max_retries"]
+    heartbeat_interval = settings["heartbeat_interval"]
+    flush_interval = settings["result_flush_interval"]
+    print(f"[dato-dist] runner {runner_id} set up: " + ", ".join(
+        f"{k}={settings[k]}" for k in P.RUNNER_SETTINGS), flush=True)
     global _cap
-    if len(setup) > 5 and _cap is None:  # the job's runner.max_task_output
-        _cap = OutputCap.install(setup[5])
+    if _cap is None:
+        _cap = OutputCap.install(settings["max_task_output"])
     try:
         fn = cloudpickle.loads(function_bytes)
     except Exception as e:  # e.g. the function's module is not importable here
@@ -269,15 +276,12 @@ def main(argv=None):
                                      description="Run tasks for a dato-dist driver.")
     parser.add_argument("--driver", required=True, help="HOST:PORT of the job's driver")
     parser.add_argument("--id", required=True, help="this runner's id")
-    parser.add_argument("--heartbeat-interval", type=float, default=1.0)
-    parser.add_argument("--flush-interval", type=float, default=0.2)
     args = parser.parse_args(argv)
     authkey = os.environ.get(P.AUTHKEY_ENV)
     if not authkey:
         parser.error(f"the job's key must be in the environment variable {P.AUTHKEY_ENV}")
     host, _, port = args.driver.rpartition(":")
-    return serve((host, int(port)), bytes.fromhex(authkey), args.id,
-                 heartbeat_interval=args.heartbeat_interval, flush_interval=args.flush_interval)
+    return serve((host, int(port)), bytes.fromhex(authkey), args.id)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,21 @@ No boto3 and no Fabric here: this runs on the hosts with the client's dato_dist.
 - ``launch`` (over SSH, returns at once): on the head host picks a free port in the
   cluster's range for the driver; starts ``run`` detached (its own session) and prints
   ``{"pid", "start_time", "driver"}`` as JSON.
-- ``run`` (detached): on the head starts the job's driver; on every host starts K runners
-  once the driver listens; copies the host's logs of the job to the job store every few
-  seconds while they run (so ``s3://.../logs`` fills during the job) and once at the end;
-  exits when its children have. SIGTERM: stops its children, copies the logs, exits.
+- ``run`` (detached): this host's node (:mod:`dato_dist.node`): on the head starts the
+  job's driver; on every host starts K runners once the driver listens and replaces lost
+  ones (``driver.max_runner_restarts`` from the job's spec); copies the host's logs of the
+  job to the job store every few seconds while they run (so ``s3://.../logs`` fills during
+  the job) and once at the end; records a driver that died without a final status; exits
+  when its children have. SIGTERM: stops its children, copies the logs, exits. Store paths
+  only through :class:`dato_dist.jobfiles.JobFiles`.
 - ``stop``: SIGTERM the job's agent (checked by pid and start time), then SIGKILL its
   process group after a grace period.
 - ``stop-all``: the same for every agent under the host's folder, and the idle watchdog.
 
-The per-job key (``DATO_DIST_AUTHKEY``) and the AWS credentials arrive in the environment
-of the SSH command (sent on the channel's stdin, never on a command line) and are only
-ever held in process memory.
+The per-job key (``DATO_DIST_AUTHKEY``, see :func:`dato_dist.node.job_keys`) and the AWS
+credentials arrive in the environment of the SSH command (sent on the channel's stdin,
+never on a command line) and are only ever held in process memory. Runner settings come
+from the driver in ``SETUP``.
 """
 
 import argparse
@@ -27,9 +31,8 @@ import subprocess
 import sys
 import time
 
-from dato_dist import procs
+from dato_dist import node, procs
 from dato_dist.keys import JOB_KEY_ENV
-from dato_dist.protocol import AUTHKEY_ENV
 
 
 def _job_dir(base, job):
@@ -102,23 +105,40 @@ def cmd_launch(args, rest):
 
 
 class _Agent:
+    """``run``: this host's part of a job, through :mod:`dato_dist.node`: the driver (on the
+    head), K runners, their logs, and the record of a driver that died."""
+
     def __init__(self, args):
         self.args = args
         self.jdir = _job_dir(args.base, args.job)
         self.log_dir = os.path.join(self.jdir, "logs")
-        self.children = {}
+        self.driver = None  # the head's driver process
+        self.runners = None
         self.stopping = False
-        self.shipped = {}
-        self.store = None
+        self._files = None
+        self.job_key = None  # the job's store key, from the environment in run()
 
-    def _spawn(self, name, cmd, env=None):
-        out = open(os.path.join(self.log_dir, f"{name}.log"), "ab")
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             env=env)
+    @property
+    def files(self):
+        """The job's :class:`~dato_dist.jobfiles.JobFiles` (the only way to its store paths)."""
+        if self._files is None:
+            from dato_dist.jobfiles import JobFiles
+            from dato_dist.store import Store
+
+            self._files = JobFiles(Store(self.args.store), self.args.job, key=self.job_key)
+        return self._files
+
+    def _spawn_driver(self, host, port, env):
+        a = self.args
+        out = open(os.path.join(self.log_dir, "driver.log"), "ab")
+        self.driver = subprocess.Popen(
+            [sys.executable, "-m", "dato_dist.driver", "--store", a.store, "--job", a.job,
+             "--host", host, "--ports", f"{port}-{port}"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=dict(env, **node.key_environ(self.keys),
+                     **({JOB_KEY_ENV: self.job_key.hex()} if self.job_key else {})))
         out.close()
-        self.children[name] = p
-        print(f"[agent] started {name} (pid {p.pid})", flush=True)
-        return p
+        print(f"[agent] started driver (pid {self.driver.pid})", flush=True)
 
     def _driver_up(self, host, port):
         try:
@@ -127,131 +147,102 @@ class _Agent:
         except OSError:
             return False
 
-    def _store(self):
-        if self.store is None:
-            from dato_dist.store import Store
+    def _driver_exited(self):
+        return self.driver is not None and self.driver.poll() is not None
 
-            self.store = Store(self.args.store)
-        return self.store
-
-    def _job_ended(self):
+    def _max_restarts(self):
         try:
-            state = self._store().read_json(f"{self.args.job}/state.json", default=None)
-        except Exception:  # noqa: BLE001 - cannot tell: keep waiting
-            return False
-        return (state or {}).get("status") in ("Completed", "Failed", "Canceled")
+            return (self.files.read_spec() or {})["settings"]["max_runner_restarts"]
+        except Exception as e:  # noqa: BLE001 - unreadable spec: replace none
+            print(f"[agent] could not read the job's settings: {e}", flush=True)
+            return 0
 
-    def ship_logs(self):
-        """Copy changed log files to ``<store>/<job>/logs/`` (whole files, small)."""
-        try:
-            store = self._store()
-            for name in sorted(os.listdir(self.log_dir)):
-                path = os.path.join(self.log_dir, name)
-                size = os.path.getsize(path)
-                if self.shipped.get(name) == size:
-                    continue
-                with open(path, "rb") as f:
-                    data = f.read()
-                store.write_bytes(f"{self.args.job}/logs/{name}", data, framed=False)
-                self.shipped[name] = len(data)
-        except Exception as e:  # noqa: BLE001 - logs are best effort; the job goes on
-            print(f"[agent] copying logs to {self.args.store} failed: {e}", flush=True)
-
-    def stop_children(self, grace=3.0):
-        for p in self.children.values():
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        end = time.monotonic() + grace
-        while time.monotonic() < end and any(p.poll() is None for p in self.children.values()):
-            time.sleep(0.05)
-        for p in self.children.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait(5)
+    def stop_all(self, grace=3.0):
+        """Stop every process this agent started: runners, then the driver."""
+        if self.runners is not None:
+            self.runners.stop_all(grace=grace, first=signal.SIGTERM)
+        if self.driver is not None:
+            node.stop_processes([self.driver], grace=grace)
 
     def run(self):
         a = self.args
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        self.keys = node.job_keys()  # out of this process's environment
+        # The job's store key: this agent's (to read the signed spec) and the head's driver's;
+        # runners never get it.
+        job_key = os.environ.pop(JOB_KEY_ENV, None)
+        self.job_key = bytes.fromhex(job_key) if job_key else None
+        env = dict(os.environ)
         host, _, port = a.driver.rpartition(":")
         port = int(port)
-        env = dict(os.environ)
+        # This host's log folder is never the store's: always copy.
+        with node.LogShipper(self.files, [self.log_dir], interval=a.log_interval):
+            return self._run(host, port, env)
+
+    def _run(self, host, port, env):
+        a = self.args
         if a.head:
-            self._spawn("driver", [sys.executable, "-m", "dato_dist.driver", "--store", a.store,
-                                   "--job", a.job, "--host", host, "--ports", f"{port}-{port}"],
-                        env=env)
-        env.pop(JOB_KEY_ENV, None)  # the driver's alone: runners never get the job's store key
-        os.environ.pop(JOB_KEY_ENV, None)
+            self._spawn_driver(host, port, env)
         deadline = time.monotonic() + a.driver_wait
         last_check = time.monotonic()
         while not self._driver_up(host, port):
-            if self.stopping or time.monotonic() > deadline or (
-                    a.head and self.children["driver"].poll() is not None):
+            if self.stopping or time.monotonic() > deadline or self._driver_exited():
                 print(f"[agent] the driver at {a.driver} did not come up", flush=True)
-                self.stop_children()
+                self.stop_all()
                 if a.head and not self.stopping:
                     self._check_driver_outcome()
-                self.ship_logs()
                 return 2
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
-                if self._job_ended():  # a short job may end before this host joins
+                if node.job_ended(self.files):  # a short job may end before this host joins
                     print("[agent] the job ended before this host joined", flush=True)
                     return 0
             time.sleep(0.05)
-        opts = json.loads(a.runner_opts)
-        count = a.runners or os.cpu_count() or 1
-        for k in range(count):
-            rid = f"{a.host_name}-{k}"
-            self._spawn(f"runner-{rid}", [
-                sys.executable, "-m", "dato_dist.runner", "--driver", a.driver, "--id", rid,
-                "--heartbeat-interval", str(opts.get("heartbeat_interval", 1.0)),
-                "--flush-interval", str(opts.get("result_flush_interval", 0.2))], env=env)
-        os.environ.pop(AUTHKEY_ENV, None)
-        env.clear()
-        last_ship = last_check = 0.0
+        self.runners = node.Runners((host, port), self.keys["authkey"], log_dir=self.log_dir,
+                                    id_prefix=f"{a.host_name}-", env=env,
+                                    max_restarts=self._max_restarts())
+        self.runners.start(a.runners or os.cpu_count() or 1)
+        last_check = 0.0
         ended_at = None
-        while not self.stopping and any(p.poll() is None for p in self.children.values()):
+        while not self.stopping and (self.runners.procs or (
+                self.driver is not None and self.driver.poll() is None)):
             now = time.monotonic()
-            if now - last_ship >= a.log_interval:
-                self.ship_logs()
-                last_ship = now
             if ended_at is None and now - last_check >= 2.0:
                 last_check = now
-                if self._job_ended():
+                if node.job_ended(self.files):
                     ended_at = now
+            for slot, code in self.runners.reap():
+                if (node.runner_lost(code) and ended_at is None and not self._driver_exited()
+                        and not self.stopping):
+                    print(f"[agent] runner {self.runners.runner_id(slot)} exited with "
+                          f"{code}", flush=True)
+                    self.runners.replace(slot)  # bounded: driver.max_runner_restarts
             if ended_at is not None and now - ended_at > a.exit_grace:
                 # The job is over but a process lingers (a runner stuck in its handshake
                 # with a driver that finished, a driver slow to exit): end them.
                 print("[agent] the job ended; stopping what is left of it", flush=True)
-                self.stop_children()
                 break
             time.sleep(0.1)
         if self.stopping:
             print("[agent] stopping the job's processes on this host", flush=True)
-            self.stop_children()
+        self.stop_all()
         if a.head:
             self._check_driver_outcome()
         print("[agent] done", flush=True)
-        self.ship_logs()
         return 0
 
     def _check_driver_outcome(self):
         """A driver that died without a final status (killed, out of memory) leaves the
         job unfinished in the store: record it as Failed, naming the driver's log."""
-        driver = self.children.get("driver")
-        if driver is None or self._job_ended():
+        if self.driver is None:
             return
+        log_path = self.files.store.display_path(self.files.log_rel("driver.log"))
         try:
-            state = self._store().read_json(f"{self.args.job}/state.json", default=None) or {}
-            state.update(status="Failed", ended=time.time(), error=(
-                f"The job's driver on the head host exited with status {driver.returncode} "
-                f"without finishing the job; see its log: {self.args.store}/{self.args.job}"
-                "/logs/driver.log"))
-            self._store().write_json(f"{self.args.job}/state.json", state)
-            print("[agent] the driver died; the job is marked Failed", flush=True)
+            if node.record_driver_death(self.files, (
+                    f"The job's driver on the head host exited with status "
+                    f"{self.driver.returncode} without finishing the job; see its log: "
+                    f"{log_path}")):
+                print("[agent] the driver died; the job is marked Failed", flush=True)
         except Exception as e:  # noqa: BLE001
             print(f"[agent] could not record the driver's death: {e}", flush=True)
 
@@ -305,7 +296,6 @@ def main(argv=None):
     parser.add_argument("--ports", help="head: START-END ports the driver may use")
     parser.add_argument("--driver", help="HOST:PORT of the job's driver")
     parser.add_argument("--runners", type=int, default=0, help="0: one per CPU")
-    parser.add_argument("--runner-opts", default="{}")
     parser.add_argument("--log-interval", type=float, default=2.0)
     parser.add_argument("--driver-wait", type=float, default=120.0)
     parser.add_argument("--grace", type=float, default=5.0)

@@ -392,12 +392,12 @@ class Ec2Cluster(Environment):
         hosts = hs.hosts
         env = self._aws_env()
         env[AUTHKEY_ENV] = secrets.token_bytes(32).hex()  # never written anywhere
-        env[JOB_KEY_ENV] = files.key.hex()  # the driver's, for the job's files; same channel
-        runner_opts = json.dumps({k: spec["settings"][k] for k in ("heartbeat_interval",
-                                                                   "result_flush_interval")})
+        # The job's store key, on the same channel: the agents read the signed spec with it
+        # and hand it to the head's driver; runners never get it.
+        env[JOB_KEY_ENV] = files.key.hex()
+        # Runner settings are not passed: the driver sends them from the spec in SETUP.
         common = ["--job", files.job_id, "--store", files.store.uri,
-                  "--runners", c.runners_per_host or 0, "--runner-opts", runner_opts,
-                  "--log-interval", c.log_sync_interval]
+                  "--runners", c.runners_per_host or 0, "--log-interval", c.log_sync_interval]
         self._install_required(hs, spec.get("required_packages") or [])
         head = hosts[0]
         r = hs.run(head, self._agent_cmd(head, "launch", *common, "--host-name",
@@ -414,8 +414,8 @@ class Ec2Cluster(Environment):
             results = hs.run_all(
                 lambda h: self._agent_cmd(h, "launch", *common, "--host-name", h.instance_id,
                                           "--driver", driver),
-                hosts=hosts[1:], env={k: v for k, v in env.items() if k != JOB_KEY_ENV},
-                timeout=60, check=False)  # only the head's driver holds the store key
+                hosts=hosts[1:], env=env,
+                timeout=60, check=False)
             for h, res in results.items():
                 info = _agent_answer(res) if res.ok else None
                 if info is not None:

@@ -204,8 +204,7 @@ class HadoopCluster(Environment):
         app_spec = application_spec(
             self, store_uri=files.store.uri, job_id=files.job_id, job_name=spec["name"],
             dist_config=dist_config, packages=packages,
-            driver_memory=config["hadoop.driver_memory"], queue=config["hadoop.queue"],
-            heartbeat_interval=spec["settings"]["heartbeat_interval"])
+            driver_memory=config["hadoop.driver_memory"], queue=config["hadoop.queue"])
         app_id = None
         try:
             client = self._client()

@@ -1,25 +1,25 @@
 """What runs inside the YARN containers: ``python -m dato_dist.yarn_app.container driver|worker``.
 
-Both read the job's key from Skein's key-value store (held in the application master's
+This is only how :mod:`dato_dist.node` gets onto a YARN node. Both roles take the job's key
+from the node's key source, here Skein's key-value store (held in the application master's
 memory, never written to disk or HDFS). The driver binds inside the cluster's port range on
 its NodeManager's host and publishes its address in the key-value store; workers wait for
-it and run the ordinary task runner. Each container also copies its YARN log files into the
-job store every few seconds, so the logs can be read from HDFS while the job runs (YARN
-aggregates the same files after the application ends).
+it and run the ordinary task runner in the container's process: one runner per container,
+and YARN (the worker service's ``max_restarts``) replaces a lost container, so the node's
+restarts are YARN's. Each container copies its YARN log files into the job store every few
+seconds through :class:`dato_dist.node.LogShipper`, so the logs can be read from HDFS while
+the job runs (YARN aggregates the same files after the application ends). Runner settings
+come from the driver in ``SETUP``.
 """
 
 import argparse
-import glob
 import os
 import socket
 import subprocess
 import sys
-import threading
 
-AUTHKEY = "dato-dist.authkey"
 JOBKEY = "dato-dist.jobkey"  # the job's store key (dato_dist.keys): the driver's only
 DRIVER_ADDRESS = "dato-dist.driver"
-LOG_UPLOAD_INTERVAL = 5.0
 
 
 def _container_id():
@@ -27,43 +27,9 @@ def _container_id():
         f"{socket.gethostname()}-{os.getpid()}"
 
 
-class LogShipper:
-    """Copies this container's YARN log files to ``<job>/logs/`` in the store, periodically."""
-
-    def __init__(self, files, prefix, interval=LOG_UPLOAD_INTERVAL):
-        self.files, self.prefix, self.interval = files, prefix, interval
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _log_files(self):
-        out = []
-        for d in (os.environ.get("LOG_DIRS") or "").split(","):
-            out.extend(p for p in glob.glob(os.path.join(d, "*")) if os.path.isfile(p))
-        return out
-
-    def ship(self):
-        for path in self._log_files():
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-                name = f"{self.prefix}-{os.path.basename(path)}"
-                self.files.store.write_bytes(self.files.log_rel(name), data, framed=False)
-            except OSError as e:
-                print(f"[dato-dist] could not upload {path}: {e}", file=sys.stderr)
-
-    def _loop(self):
-        while not self.stop_event.wait(self.interval):
-            self.ship()
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.ship()
+def _log_dirs():
+    """This container's YARN log folders (``LOG_DIRS``)."""
+    return [d for d in (os.environ.get("LOG_DIRS") or "").split(",") if d]
 
 
 def _job_files(store_uri, job_id):
@@ -97,14 +63,15 @@ def driver(args):
     import skein
 
     from dato_dist import driver as drv
+    from dato_dist import node
 
     app = skein.ApplicationClient.from_current()
-    authkey = bytes.fromhex(app.kv.wait(AUTHKEY).decode())
+    authkey = node.job_keys(app.kv)["authkey"]
     host = os.environ.get("NM_HOST") or socket.gethostname()
     listener = drv.bind_listener(host, (args.start_port, args.end_port), authkey)
     app.kv[DRIVER_ADDRESS] = f"{host}:{listener.address[1]}".encode()
     files = _job_files(args.store, args.job)
-    with LogShipper(files, "driver"):
+    with node.LogShipper(files, _log_dirs(), prefix="driver-"):
         status = drv.run(args.store, args.job, listener, authkey,
                          job_key=bytes.fromhex(app.kv.wait(JOBKEY).decode()))
     return 0 if status in ("Completed", "Canceled") else 1
@@ -113,17 +80,16 @@ def driver(args):
 def worker(args):
     import skein
 
-    from dato_dist import runner
+    from dato_dist import node, runner
 
     app = skein.ApplicationClient.from_current()
-    authkey = bytes.fromhex(app.kv.wait(AUTHKEY).decode())
+    authkey = node.job_keys(app.kv)["authkey"]
     host, _, port = app.kv.wait(DRIVER_ADDRESS).decode().rpartition(":")
     files = _job_files(args.store, args.job)
     cid = _container_id()
-    with LogShipper(files, f"worker-{cid}"):
+    with node.LogShipper(files, _log_dirs(), prefix=f"worker-{cid}-"):
         _install_packages(files, args.packages)
-        return runner.serve((host, int(port)), authkey, cid,
-                            heartbeat_interval=args.heartbeat_interval)
+        return runner.serve((host, int(port)), authkey, cid)
 
 
 def main(argv=None):
@@ -134,7 +100,6 @@ def main(argv=None):
     d.add_argument("--end-port", type=int, required=True)
     w = sub.add_parser("worker")
     w.add_argument("--packages", nargs="*", default=[])
-    w.add_argument("--heartbeat-interval", type=float, default=1.0)
     for p in (d, w):
         p.add_argument("--store", required=True)
         p.add_argument("--job", required=True)

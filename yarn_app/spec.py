@@ -17,8 +17,11 @@ def job_tag(job_id):
 
 
 def application_spec(cluster, *, store_uri, job_id, job_name, dist_config, packages,
-                     driver_memory, queue, heartbeat_interval=1.0):
-    """The Skein specification that runs job ``job_id`` on ``cluster``."""
+                     driver_memory, queue):
+    """The Skein specification that runs job ``job_id`` on ``cluster``.
+
+    No runner settings on the command lines: the driver sends them from the job's spec.
+    """
     import skein
 
     archive = f"{cluster.dato_dist_path.rstrip('/')}/{dist_config['env_archive']}"
@@ -29,8 +32,7 @@ def application_spec(cluster, *, store_uri, job_id, job_name, dist_config, packa
     common = f"--store {shlex.quote(store_uri)} --job {shlex.quote(job_id)}"
     driver_script = (f"env/bin/python -m dato_dist.yarn_app.container driver {common} "
                      f"--start-port {cluster.start_port} --end-port {cluster.end_port}")
-    worker_script = (f"env/bin/python -m dato_dist.yarn_app.container worker {common} "
-                     f"--heartbeat-interval {heartbeat_interval}")
+    worker_script = f"env/bin/python -m dato_dist.yarn_app.container worker {common}"
     if packages:
         worker_script += " --packages " + " ".join(shlex.quote(p) for p in packages)
     master = skein.Master(resources=skein.Resources(memory=driver_memory, vcores=1),

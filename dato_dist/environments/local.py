@@ -7,7 +7,6 @@ or, when that cannot be reached or ``local.start_method = "spawn"``, as a new in
 """
 
 import collections
-import json
 import logging
 import os
 import select
@@ -154,11 +153,10 @@ class LocalAsync(Environment):
         log_dir = self._log_dir(files)
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
         os.chmod(log_dir, 0o700)  # private whatever the umask
-        runner_opts = {k: settings[k] for k in ("heartbeat_interval", "result_flush_interval")}
+        # Runner settings are not passed: the driver sends them from the spec in SETUP.
         cmd = [sys.executable, "-m", "dato_dist.driver", "--store", files.store.uri,
                "--job", files.job_id, "--local-runners", str(self.workers(config)),
-               "--local-log-dir", log_dir, "--runner-opts", json.dumps(runner_opts),
-               "--wait-go"]
+               "--local-log-dir", log_dir, "--wait-go"]
         log_path = os.path.join(log_dir, "driver.log")
         method = config["local.start_method"]
         if method not in ("launcher", "spawn"):

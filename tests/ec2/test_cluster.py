@@ -433,6 +433,31 @@ def test_driver_killed_on_the_head_fails_the_job(cluster, sandbox):
     assert cluster.is_running()
 
 
+def test_runner_killed_on_a_host_is_replaced_by_its_agent(cluster, sandbox):
+    """The host's node (its agent) replaces a lost runner, bounded by the job's
+    driver.max_runner_restarts; the runner's tasks re-run and the job completes."""
+    import signal
+
+    import dato_dist as gl
+
+    job = gl.deploy.map_job.create(slow_square, [{"i": i, "seconds": 1.0} for i in range(8)],
+                                   environment=cluster)
+    worker = cluster.hosts[1].instance_id
+    victim = wait_until(lambda: sandbox.host_processes(f"--id {worker}-0"), 30,
+                        "the runner on the second host")
+    wait_until(lambda: (job._files.read_state() or {}).get("running"), 30, "running tasks")
+    os.kill(victim[0], signal.SIGKILL)
+    assert job.wait(timeout=90) == "Completed", job.get_error()
+    assert job.get_map_results() == [i * i for i in range(8)]
+
+    def agent_log():
+        text = job.read_logs().get(f"agent-{worker}.log", "")
+        return "[agent] done" in text and text
+
+    text = wait_until(agent_log, 20, "the agent's log in S3")
+    assert f"starting a replacement for runner {worker}-0 (1 of 3)" in text
+
+
 def test_host_lost_mid_job_the_job_completes(cluster, sandbox, monkeypatch):
     """Stop a worker host's sshd and kill its processes: its tasks re-run elsewhere."""
     import dato_dist as gl

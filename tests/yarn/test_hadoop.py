@@ -117,6 +117,24 @@ def test_seed_map_job_and_combiner_on_yarn(hadoop, minicluster, yarn_apps):
     assert job.get_map_results() == [40, 20, 10]
 
 
+def test_runner_settings_reach_yarn_runners_in_setup(hadoop, yarn_apps, monkeypatch):
+    """Runner settings travel from the job's spec in SETUP (no flags on the containers'
+    command lines): non-default values, result_flush_interval included, reach the workers."""
+    monkeypatch.setenv("DATO_DIST_RUNNER_RESULT_FLUSH_INTERVAL", "7.5")
+    monkeypatch.setenv("DATO_DIST_RUNNER_HEARTBEAT_INTERVAL", "0.3")
+    job = gl.deploy.map_job.create(tasks.add, [{"x": i, "y": 1} for i in range(3)],
+                                   environment=hadoop)
+    yarn_apps.append(job.app_id)
+    assert job.get_map_results() == [1, 2, 3]
+    setup = "set up: max_retries=0, heartbeat_interval=0.3, result_flush_interval=7.5"
+
+    def worker_logs():  # copied to HDFS by each container as it ends
+        logs = job.read_logs()
+        return [t for n, t in logs.items() if n.startswith("worker-") and setup in t]
+
+    wait_for(worker_logs, 60, 1, what="the workers' SETUP lines in their logs on HDFS")
+
+
 def test_client_exits_job_goes_on_resources_and_cancel(hadoop, minicluster, yarn_apps):
     code = textwrap.dedent("""\
         import dato_dist as gl
