@@ -83,3 +83,9 @@ def exits(i):
     if i == 1:
         sys.exit(3)
     return i
+
+
+def announce_then_sleep(i, seconds):
+    print(f"announcing task {i}", flush=True)
+    time.sleep(seconds)
+    return i
