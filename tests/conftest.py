@@ -168,8 +168,12 @@ def minicluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def dist_path(minicluster):
     """A dist folder deployed with the admin's command (``dato-dist hadoop install``), as a
-    user would; installed once per session."""
-    path = f"{minicluster.hdfs_uri}/user/root/dato-dist-folder"
+    user would; installed once per session, in a folder of its own (sessions sharing one
+    cluster must not replace each other's), removed at the end."""
+    import uuid
+
+    parent, name = f"{minicluster.hdfs_uri}/user/root", f"dato-dist-folder-{uuid.uuid4().hex[:8]}"
+    path = f"{parent}/{name}"
     out = subprocess.run(
         [sys.executable, "-m", "dato_dist.cli", "hadoop", "install", path,
          "--num-containers", "2", "--container-size", str(HADOOP_WORKER_MB),
@@ -177,7 +181,10 @@ def dist_path(minicluster):
         capture_output=True, text=True, timeout=900, cwd=REPO, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr[-5000:]
     assert f"containers          : 2 x {HADOOP_WORKER_MB} MB, 1 vcores" in out.stdout
-    return path
+    yield path
+    from dato_dist.store import Store
+
+    Store(parent).delete(name)
 
 
 
