@@ -14,12 +14,15 @@ import pytest
 from tests.contract.chaos import Ec2Chaos, LocalChaos, YarnChaos
 from tests.contract.environments import Environment
 
+# pytest runs the tests grouped by environment in this order and tears an environment down
+# when the next is needed: EC2 first, so its hosts are gone before tests/ec2 starts its own
+# (a session-scoped parameter that comes last lives to the end of the session).
 ENVIRONMENTS = [
-    pytest.param("Local", id="Local"),
-    pytest.param("LocalAsync", id="LocalAsync"),
+    pytest.param("EC2", id="EC2", marks=[pytest.mark.ec2, pytest.mark.slow]),
     pytest.param("YARN", id="YARN", marks=[pytest.mark.yarn, pytest.mark.hdfs,
                                            pytest.mark.slow]),
-    pytest.param("EC2", id="EC2", marks=[pytest.mark.ec2, pytest.mark.slow]),
+    pytest.param("Local", id="Local"),
+    pytest.param("LocalAsync", id="LocalAsync"),
 ]
 
 
