@@ -1,12 +1,12 @@
-What is specific to EC2 clusters: moto's EC2/S3 on 127.0.0.1 and real sshd hosts.
+"""What is specific to EC2 clusters: moto's EC2/S3 on 127.0.0.1 and real sshd hosts.
 
 One 3-host cluster serves the module (created once: launch, SSH, bootstrap); the tests
 check the bootstrap, host keys, state and secrets, load the cluster from a second process,
 cancel a job (the hosts stay), and at the end take a host away mid-job. What every
 environment must do with a job (seed job, combiner, lost runner and driver, client exit,
-cancel leaving nothing running, logs) is the contract suite, tests/contract. The seed functions below are shipped by value (the core does
-that for the user's own modules on remote environments): the hosts have only the
-installed dato_dist, not this test tree.
+cancel leaving nothing running, logs) is the contract suite, tests/contract. The functions
+below are shipped by value (the core does that for the user's own modules on remote
+environments): the hosts have only the installed dato_dist, not this test tree.
 """
 
 from __future__ import annotations
