@@ -17,10 +17,13 @@ from tests.contract.environments import Environment
 # pytest runs the tests grouped by environment in this order and tears an environment down
 # when the next is needed: EC2 first, so its hosts are gone before tests/ec2 starts its own
 # (a session-scoped parameter that comes last lives to the end of the session).
+# The first test of a cluster environment also pays for the cluster (a dist folder install,
+# an EC2 launch and bootstrap): pytest-timeout counts fixture setup in the test's time.
 ENVIRONMENTS = [
-    pytest.param("EC2", id="EC2", marks=[pytest.mark.ec2, pytest.mark.slow]),
+    pytest.param("EC2", id="EC2", marks=[pytest.mark.ec2, pytest.mark.slow,
+                                         pytest.mark.timeout(900)]),
     pytest.param("YARN", id="YARN", marks=[pytest.mark.yarn, pytest.mark.hdfs,
-                                           pytest.mark.slow]),
+                                           pytest.mark.slow, pytest.mark.timeout(900)]),
     pytest.param("Local", id="Local"),
     pytest.param("LocalAsync", id="LocalAsync"),
 ]
