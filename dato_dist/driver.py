@@ -236,6 +236,7 @@ class Driver:
         self.unflushed = []
         self.batch_no = 0
         self.combiner_record = None
+        self.first_failure = None  # a plain job's one task failing fails the job
         self.combiner_assigned = False
         self.avg_task_time = None
         self.cancel_requested = False
@@ -287,6 +288,8 @@ class Driver:
             i for i in finished if i in self.done}  # re-queued, finished twice
         if repeated:
             batch = records.without(batch, repeated)  # the first result stays
+        if runner is not None and self.losses:
+            _count_lost_attempts(batch, self.losses)
         for rec in batch["other"]:
             if rec["index"] == P.COMBINER_INDEX:
                 self.combiner_record = rec
@@ -294,6 +297,8 @@ class Driver:
                 self.done.add(rec["index"])
                 if rec["status"] == "Failed":
                     self.failed += 1
+                    if self.first_failure is None:
+                        self.first_failure = rec
         self.done.update(batch["index"])
         times = batch["run_time"]
         if times:
@@ -493,6 +498,12 @@ class Driver:
             rec = self.combiner_record
             self.error = (f"The combiner raised {rec['exception']}: {rec['exception_message']}\n"
                           f"{rec['exception_traceback']}")
+        elif self.spec["kind"] == "job" and self.first_failure is not None:
+            # GraphLab's rule: a job whose last stage is one task fails with that task.
+            status = "Failed"
+            rec = self.first_failure
+            self.error = (f"The job's function raised {rec['exception']}: "
+                          f"{rec['exception_message']}\n{rec['exception_traceback'] or ''}")
         else:
             status = "Completed"
         self.state.update(status=status, ended=time.time(), error=self.error)
@@ -512,6 +523,15 @@ class Driver:
         self.acceptor.close()
         print(f"[dato-dist] job {self.files.job_id} {status}", flush=True)
         return 0
+
+
+def _count_lost_attempts(batch, losses):
+    """Add to each task's ``attempts`` the runs its lost runners did not finish."""
+    batch["attempts"] = [a + losses[i] if i in losses else a
+                         for i, a in zip(batch["index"], batch["attempts"])]
+    for rec in batch["other"]:
+        if rec["index"] in losses:
+            rec["attempts"] = (rec["attempts"] or 0) + losses[rec["index"]]
 
 
 def bind_listener(host, port_range, authkey):

@@ -306,16 +306,23 @@ class Store:
 
     def read_json(self, rel, default=FileNotFoundError):
         """Parsed JSON from ``rel``; ``default`` when missing (raises when not given)."""
-        try:
-            data = self.read_bytes(rel, framed=False)
-        except FileNotFoundError:
-            if default is FileNotFoundError:
-                raise
-            return default
-        try:
-            return json.loads(data)
-        except ValueError as e:
-            raise CorruptStoreFile(path=self.display_path(rel), reason=f"not JSON: {e}") from None
+        for attempt in range(self.write_retries + 1):
+            try:
+                data = self.read_bytes(rel, framed=False)
+            except FileNotFoundError:
+                if default is FileNotFoundError:
+                    raise
+                return default
+            try:
+                return json.loads(data)
+            except ValueError as e:
+                # pyarrow reads an S3 object as HEAD (its size) then ranged GETs: a read that
+                # straddles a replacement of the object (state.json is rewritten as the job
+                # runs) gets a torn copy. A file that stays bad is corrupt.
+                if attempt == self.write_retries:
+                    raise CorruptStoreFile(path=self.display_path(rel),
+                                           reason=f"not JSON: {e}") from None
+                time.sleep(0.05 * (attempt + 1))
 
     def exists(self, rel):
         import pyarrow.fs as pafs

@@ -1,8 +1,13 @@
-"""Shared fixtures: an isolated DATO_DIST_HOME per test session, local environments, waits."""
+"""Shared fixtures: an isolated DATO_DIST_HOME per test session, local environments, waits,
+and the session's shared services (the Hadoop MiniCluster and its dist folder; moto's server
+and the sshd hosts of the EC2 tests), so that tests/yarn, tests/ec2 and tests/contract
+start each of them once."""
 
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -115,6 +120,9 @@ def s3_env(moto_s3, monkeypatch):
 # DATO_DIST_TEST_HADOOP_DIR=DIR reuses a cluster started there by hand
 # (python -m dato_dist.yarn_app.minicluster start --dir DIR) and leaves it running.
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Container size of the session's dist folder (tests/yarn checks YARN's accounting of it).
+HADOOP_WORKER_MB = 256
 START_TIMEOUT = float(os.environ.get("DATO_DIST_TEST_HADOOP_TIMEOUT", "300"))
 
 
@@ -167,3 +175,69 @@ def minicluster(tmp_path_factory):
                 os.environ[k] = v
         if started and not keep:
             cluster.stop(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def dist_path(minicluster):
+    """A dist folder deployed with the admin's command (``dato-dist hadoop install``), as a
+    user would; installed once per session, in a folder of its own (sessions sharing one
+    cluster must not replace each other's), removed at the end."""
+    import uuid
+
+    parent, name = f"{minicluster.hdfs_uri}/user/root", f"dato-dist-folder-{uuid.uuid4().hex[:8]}"
+    path = f"{parent}/{name}"
+    out = subprocess.run(
+        [sys.executable, "-m", "dato_dist.cli", "hadoop", "install", path,
+         "--num-containers", "2", "--container-size", str(HADOOP_WORKER_MB),
+         "--num-vcores", "1", "--start-port", "9100", "--end-port", "9200"],
+        capture_output=True, text=True, timeout=900, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-5000:]
+    assert f"containers          : 2 x {HADOOP_WORKER_MB} MB, 1 vcores" in out.stdout
+    yield path
+    from dato_dist.store import Store
+
+    Store(parent).delete(name)
+
+
+
+# -- moto's server and sshd hosts for the EC2 backend, one each per test session ----------
+# (tests/ec2/conftest.py has the per-test fixtures built on them; see docs/ec2-testing.md)
+
+@pytest.fixture(scope="session")
+def ec2_workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("ec2")
+
+
+@pytest.fixture(scope="session")
+def moto_server(ec2_workdir):
+    """One moto_server subprocess (EC2, S3, IAM, ...) on 127.0.0.1, stopped by pid."""
+    pytest.importorskip("moto.server", reason="needs moto[server]")
+    pytest.importorskip("boto3")
+    from tests.infra.moto_server import MotoServer
+
+    server = MotoServer.start(log_dir=ec2_workdir / "moto", deadline=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(ec2_workdir):
+    """Factory: ``ssh_hosts(ips)`` starts (or reuses) one sshd per loopback IP."""
+    from tests.infra.sshd import SshdUnavailable, SshHostFactory
+
+    try:
+        factory = SshHostFactory(ec2_workdir / "sshd")
+    except SshdUnavailable as e:
+        pytest.skip(f"sshd hosts unavailable: {e}")
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def ssh_user_key(ssh_hosts) -> str:
+    """Private key (ed25519, mode 0600) that every sshd host accepts for root."""
+    return str(ssh_hosts.user_key)

@@ -108,3 +108,9 @@ def loud(i, nbytes):
     subprocess.run(["sh", "-c", f"head -c {nbytes} /dev/zero | tr '\\0' y; echo"], check=True)
     print(f"task {i} done", file=sys.stderr)
     return i
+
+
+def announce_then_sleep(i, seconds):
+    print(f"announcing task {i}", flush=True)
+    time.sleep(seconds)
+    return i

@@ -46,21 +46,6 @@ def test_without_drops_finished_twice():
     assert records.indices(batch) == [4, 5, 6]
 
 
-def test_mixed_results_through_a_job(env2):
-    job = gl.deploy.map_job.create(tasks.mixed_result, [{"i": i} for i in range(6)],
-                                   environment=env2)
-    assert job.get_map_results() == [0, fractions.Fraction(1, 2), 2, fractions.Fraction(3, 2),
-                                      4, fractions.Fraction(5, 2)]
-
-
-def test_unpicklable_result_fails_that_task_only(env2):
-    job = gl.deploy.map_job.create(tasks.unpicklable_result, [{"i": i} for i in range(3)],
-                                   environment=env2)
-    assert job.get_map_results() == [0, None, 2]
-    row = job.get_metrics()[1]
-    assert row["status"] == "Failed" and row["exception"] == "PicklingError"
-
-
 def test_object_arguments_travel_pickled(env2):
     params = [{"x": fractions.Fraction(1, 2), "y": fractions.Fraction(1, 2)},
               {"x": 1, "y": 2}]

@@ -1,13 +1,14 @@
 """Fixtures for EC2 tests: moto's server on 127.0.0.1 and real sshd hosts on loopback.
 
-- ``moto_server`` / ``moto_endpoint`` (session): one moto_server subprocess for the session.
+- ``moto_server`` (session, tests/conftest.py): one moto_server subprocess for the session;
+  ``moto_endpoint``: its URL.
 - ``aws_sandbox`` (session, autouse): dummy credentials, no ~/.aws, and a dead local
   ``AWS_ENDPOINT_URL`` so that nothing in these tests can reach real AWS.
 - ``ec2_client``, ``s3_client`` (function): boto3 clients on moto.
 - ``loopback_subnet`` (function): a fresh VPC + ``127.0.0.0/24`` subnet; moto gives its
   instances 127.0.0.4, .5, ... in launch order.
-- ``ssh_hosts`` (session): factory, ``ssh_hosts(["127.0.0.4", ...])`` -> running sshd
-  hosts (``.ip``, ``.port``, ``.pid``, ``.stop()``); ``ssh_user_key``: the key path.
+- ``ssh_hosts`` (session, tests/conftest.py): factory, ``ssh_hosts(["127.0.0.4", ...])`` ->
+  running sshd hosts (``.ip``, ``.port``, ``.pid``, ``.stop()``); ``ssh_user_key``: the key.
 - ``sandbox`` (module): a ``Sandbox`` that makes launched instances sshd hosts.
 
 See docs/ec2-testing.md.
@@ -17,18 +18,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.moto_server import (
-    MotoServer,
-    create_loopback_subnet,
-    sandbox_aws_env,
-)
+from tests.infra.moto_server import create_loopback_subnet, sandbox_aws_env
 
 EC2_REGION = "us-west-2"
-
-
-@pytest.fixture(scope="session")
-def ec2_workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("ec2")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,17 +31,6 @@ def aws_sandbox(ec2_workdir):
         mp.setenv(k, v)
     yield
     mp.undo()
-
-
-@pytest.fixture(scope="session")
-def moto_server(ec2_workdir):
-    pytest.importorskip("moto.server", reason="needs moto[server]")
-    pytest.importorskip("boto3")
-    server = MotoServer.start(log_dir=ec2_workdir / "moto", deadline=60)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -72,27 +53,6 @@ def s3_client(moto_server):
 def loopback_subnet(ec2_client):
     """A new VPC 127.0.0.0/16 with subnet 127.0.0.0/24: its first instance is 127.0.0.4."""
     return dict(create_loopback_subnet(ec2_client), region=EC2_REGION)
-
-
-@pytest.fixture(scope="session")
-def ssh_hosts(ec2_workdir):
-    """Factory: ``ssh_hosts(ips)`` starts (or reuses) one sshd per loopback IP."""
-    from tests.infra.sshd import SshdUnavailable, SshHostFactory
-
-    try:
-        factory = SshHostFactory(ec2_workdir / "sshd")
-    except SshdUnavailable as e:
-        pytest.skip(f"sshd hosts unavailable: {e}")
-    try:
-        yield factory
-    finally:
-        factory.stop_all()
-
-
-@pytest.fixture(scope="session")
-def ssh_user_key(ssh_hosts) -> str:
-    """Private key (ed25519, mode 0600) that every sshd host accepts for root."""
-    return str(ssh_hosts.user_key)
 
 
 @pytest.fixture(scope="module")
