@@ -31,6 +31,8 @@ case "$cmd" in
     ensure_venv "test,yarn,ec2"
     say "installing system packages the tests use (openssh-server, as root)"
     "$VENV/bin/python" -c 'from tests.infra.sshd import ensure_openssh_server as e; print(e())'
+    say "lint: ruff check (pyflakes, import order, bugbear; pyproject.toml)"
+    "$VENV/bin/ruff" check .
     say "running the test suite"
     exec "$VENV/bin/python" -m pytest -ra "$@"
     ;;

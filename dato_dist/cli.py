@@ -24,6 +24,7 @@ def _load(job_id):
 def cmd_demo(args):
     """The seed's map_job: three adds, one failing, then the same with a combiner."""
     import dato_dist as gl
+
     from .demo_functions import add, add_combiner
 
     env = gl.deploy.environment.LocalAsync("demo", num_workers=args.workers)

@@ -10,8 +10,17 @@ import time
 
 from . import jobfiles, serialize
 from .environments import environment_from_dict
-from .errors import (CorruptStoreFile, InvalidArgumentType, JobCanceled, JobFailed, JobNotFound,
-                     ResultsMissing, StateUnreadable, TasksFailed, Timeout)
+from .errors import (
+    CorruptStoreFile,
+    InvalidArgumentType,
+    JobCanceled,
+    JobFailed,
+    JobNotFound,
+    ResultsMissing,
+    StateUnreadable,
+    TasksFailed,
+    Timeout,
+)
 from .jobfiles import COMBINER_INDEX, JobFiles
 from .metrics import format_time, metrics_table
 from .records import Records

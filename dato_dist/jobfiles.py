@@ -21,9 +21,8 @@ Every pickled file, ``spec.json`` and ``launch.json`` are signed with the job's 
 
 import pickle
 
-from . import keys
+from . import keys, records, serialize
 from . import protocol as P
-from . import records, serialize
 from .errors import UntrustedStoreFile
 
 

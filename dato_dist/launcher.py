@@ -210,8 +210,8 @@ def stop(home, *, grace=3.0):
 
 def _preload():
     """Import what every driver needs, so a forked driver starts at once."""
-    import pyarrow.fs  # noqa: F401  (the slow one)
     import cloudpickle  # noqa: F401
+    import pyarrow.fs  # noqa: F401  (the slow one)
 
     from . import driver, jobfiles, node, runner, serialize, store  # noqa: F401
 

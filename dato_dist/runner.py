@@ -16,14 +16,13 @@ import sys
 import threading
 import time
 import traceback
-
-import cloudpickle
 from multiprocessing.connection import Client
 
-from . import procs
+import cloudpickle
+
+from . import procs, records, serialize
 from . import protocol as P
 from .output import OutputCap
-from . import records, serialize
 
 #: A task running this long is reported to the driver right away.
 REPORT_AFTER = 0.2

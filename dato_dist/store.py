@@ -20,17 +20,22 @@ import contextlib
 import hmac
 import json
 import logging
-import threading
 import os
 import struct
+import threading
 import time
 import uuid
 import zlib
 from urllib.parse import urlparse
 
 from . import keys
-from .errors import (CorruptStoreFile, StoreError, StoreNotOwned, StoreUnreachable,
-                     UntrustedStoreFile)
+from .errors import (
+    CorruptStoreFile,
+    StoreError,
+    StoreNotOwned,
+    StoreUnreachable,
+    UntrustedStoreFile,
+)
 
 log = logging.getLogger(__name__)
 

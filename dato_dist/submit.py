@@ -17,8 +17,14 @@ import cloudpickle
 from . import _version, jobfiles, keys, procs, serialize
 from .config import Config
 from .environments import Environment
-from .errors import (EnvironmentNotFound, InvalidArgument, InvalidArgumentType, NothingToDo,
-                     SerializationError, UnsupportedApi)
+from .errors import (
+    EnvironmentNotFound,
+    InvalidArgument,
+    InvalidArgumentType,
+    NothingToDo,
+    SerializationError,
+    UnsupportedApi,
+)
 from .jobfiles import JobFiles
 from .session import check_name, environments, jobs
 from .store import Store
@@ -67,7 +73,7 @@ def check_function(function, what="function"):
             f"The {what} {function.__qualname__} is an instance method; pass a plain "
             "function, a lambda or a functools.partial.")
     inner = _unwrapped(function)
-    call = getattr(type(inner), "__call__", None) if not inspect.isroutine(inner) else None
+    call = getattr(type(inner), "__call__", None) if not inspect.isroutine(inner) else None  # noqa: B004 - the class's __call__ itself
     for target in (inner, call):
         if target is None:
             continue

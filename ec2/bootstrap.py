@@ -175,13 +175,13 @@ def run(config, hostset, *, cluster_name, additional_packages, timeout=1800.0):
     hosts = hostset.hosts
     bundle = build_bundle(config, cluster_name=cluster_name, hosts=hosts,
                           additional_packages=additional_packages)
-    results = hostset.put_each(lambda h: (bundle, f"{h.base}/bundle.tgz"), step="copy bundle")
+    hostset.put_each(lambda h: (bundle, f"{h.base}/bundle.tgz"), step="copy bundle")
     hostset.run_all(lambda h: f"cd {shlex.quote(h.base)} && rm -rf bundle && mkdir bundle && "
                               "tar xzf bundle.tgz -C bundle", step="unpack bundle", timeout=120)
     for phase in PHASES:
         log.info("Bootstrap phase '%s' on %d host(s)", phase, len(hosts))
         hostset.run_all(
-            lambda h: "bash -c " + shlex.quote(
+            lambda h, phase=phase: "bash -c " + shlex.quote(
                 f"set -o pipefail; bash {shlex.quote(h.base)}/bundle/run-phase.sh {phase} 2>&1 "
                 f"| tee -a {shlex.quote(h.base)}/bootstrap.log"),
             env=lambda h: host_env(config, h), step=f"bootstrap {phase}", timeout=timeout)

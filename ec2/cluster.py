@@ -20,7 +20,16 @@ import time
 import urllib.parse
 
 from dato_dist.environments.base import Environment, record_start_failure
-from dato_dist.errors import DatoDistError, InvalidArgument, InvalidArgumentType
+from dato_dist.errors import (
+    AwsCredentialsError,
+    ClusterNotFound,
+    ClusterNotRunning,
+    DatoDistError,
+    HostsFailed,
+    InvalidArgument,
+    InvalidArgumentType,
+    LaunchFailed,
+)
 from dato_dist.keys import JOB_KEY_ENV
 from dato_dist.protocol import AUTHKEY_ENV
 from dato_dist.session import check_name, environments
@@ -28,8 +37,6 @@ from dato_dist.store import Store
 
 from . import bootstrap, provision
 from .config import Ec2Config
-from dato_dist.errors import (AwsCredentialsError, ClusterNotFound, ClusterNotRunning,
-                              HostsFailed, LaunchFailed)
 from .hosts import Host, HostSet
 
 log = logging.getLogger(__name__)
@@ -505,7 +512,7 @@ def _agent_answer(result):
 
 # -- gl.deploy.ec2_cluster --------------------------------------------------------------------
 
-def create(name, s3_path, ec2_config, num_hosts=1, additional_packages=[],
+def create(name, s3_path, ec2_config, num_hosts=1, additional_packages=[],  # noqa: B006 - GraphLab's signature
            idle_shutdown_timeout=1800):
     """Launch an EC2 cluster and return it, running.
 

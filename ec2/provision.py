@@ -22,9 +22,14 @@ import botocore.config
 import botocore.exceptions
 from botocore.parsers import ResponseParserError
 
-from dato_dist.errors import DatoDistError
-
-from dato_dist.errors import AwsCredentialsError, CapacityError, Ec2Error, Ec2SettingError, LaunchFailed
+from dato_dist.errors import (
+    AwsCredentialsError,
+    CapacityError,
+    DatoDistError,
+    Ec2Error,
+    Ec2SettingError,
+    LaunchFailed,
+)
 
 log = logging.getLogger(__name__)
 

@@ -81,8 +81,9 @@ def test_unknown_job_is_a_clear_error():
 
 
 def test_progress_bar_on_a_terminal():
-    from dato_dist.progress import ProgressBar
     import io
+
+    from dato_dist.progress import ProgressBar
 
     class Tty(io.StringIO):
         def isatty(self):

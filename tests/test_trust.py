@@ -101,7 +101,7 @@ def test_job_files_are_private_whatever_the_umask(shared, env2, monkeypatch, sta
         os.umask(old)
     folder = job.uri
     seen = []
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         assert stat.S_IMODE(os.stat(root).st_mode) == 0o700, root
         for name in files:
             path = os.path.join(root, name)

@@ -320,7 +320,7 @@ def ensure_hostname_resolves(hosts_file="/etc/hosts"):
             _log("added '127.0.0.1 %s' to %s" % (name, hosts_file))
     except OSError as e:
         raise MiniClusterError("hostname %r does not resolve and %s cannot be changed (%s): "
-                               "add '127.0.0.1 %s' to it" % (name, hosts_file, e, name))
+                               "add '127.0.0.1 %s' to it" % (name, hosts_file, e, name)) from None
     if not _hostname_resolves(name):
         raise MiniClusterError("hostname %r still does not resolve" % name)
     return name
@@ -338,7 +338,7 @@ def _file_lock(path, timeout):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise MiniClusterError("timed out waiting for lock %s" % path)
+                    raise MiniClusterError("timed out waiting for lock %s" % path) from None
                 time.sleep(1)
         try:
             yield
@@ -388,7 +388,7 @@ def resolve_jars(version=DEFAULT_HADOOP_VERSION, timeout=1800):
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=remaining,
                                       cwd=jars.home)
             except subprocess.TimeoutExpired:
-                raise MiniClusterError("mvn timed out after %.0f s: %s" % (remaining, cmd))
+                raise MiniClusterError("mvn timed out after %.0f s: %s" % (remaining, cmd)) from None
             if proc.returncode != 0:
                 raise MiniClusterError("mvn failed (%d): %s\n%s%s" % (
                     proc.returncode, " ".join(cmd), proc.stdout[-4000:], proc.stderr[-4000:]))

@@ -1,6 +1,7 @@
 """``gl.deploy.environment``: ``Local``, ``LocalAsync``, and the legacy ``EC2`` / ``Hadoop``."""
 
-from ..environments.local import Local as _Local, LocalAsync as _LocalAsync
+from ..environments.local import Local as _Local
+from ..environments.local import LocalAsync as _LocalAsync
 from ..errors import UnsupportedApi
 from ..session import check_name, environments
 

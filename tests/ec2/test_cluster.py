@@ -248,9 +248,8 @@ def test_no_secret_on_the_hosts_command_lines(cluster):
     import threading
 
     import dato_dist as gl
-    from dato_dist.protocol import AUTHKEY_ENV
-
     from dato_dist.keys import JOB_KEY_ENV
+    from dato_dist.protocol import AUTHKEY_ENV
 
     forbidden = [SECRET_KEY, "AWS_SECRET_ACCESS_KEY=", f"{AUTHKEY_ENV}=", f"{JOB_KEY_ENV}="]
     hs, head = cluster._hosts(), cluster.hosts[0]
@@ -315,7 +314,7 @@ def test_bad_connections_do_not_stall_an_ec2_job(cluster, sandbox, attack_dir):
         attacker = None
         try:
             if attacked:
-                address = wait_until(lambda: _driver_address(job), 30, "the driver's address")
+                address = wait_until(lambda job=job: _driver_address(job), 30, "the driver's address")
                 attacker = _attack(address, str(tmp_path / "stop"))
             assert job.wait(timeout=90) == "Completed", job.get_error()
         finally:

@@ -165,8 +165,8 @@ def _client_error(code, message="m"):
     ("SomethingNew", "surprise", "Ec2Error", None),
 ])
 def test_botocore_errors_become_ours(code, message, kind, setting):
-    from dato_dist.ec2 import provision
     from dato_dist import errors
+    from dato_dist.ec2 import provision
 
     with pytest.raises(getattr(errors, kind)) as e:
         with provision._aws("Launching"):

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, TEST_DEPS, TIMINGS, VENV_TIMEOUT, clean_env, interpreter, need_interpreter, run
+from .conftest import (
+    REPO,
+    TEST_DEPS,
+    TIMINGS,
+    VENV_TIMEOUT,
+    clean_env,
+    interpreter,
+    need_interpreter,
+    run,
+)
 
 pytestmark = pytest.mark.slow
 

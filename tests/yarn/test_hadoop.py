@@ -198,9 +198,9 @@ def test_a_submission_yarn_rejects_is_a_yarn_error_and_a_failed_job(hadoop, monk
                                                                     yarn_apps):
     """A queue that does not exist: YARN refuses the application. That is a YarnError (exit
     7, never InvalidArgument) saying what was done, and the job is Failed with it."""
-    from dato_dist.errors import InvalidArgument, YarnError
-
     import uuid
+
+    from dato_dist.errors import InvalidArgument, YarnError
 
     name = f"rejected-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("DATO_DIST_HADOOP_QUEUE", "no-such-queue")
