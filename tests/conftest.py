@@ -58,18 +58,6 @@ def pid_alive(pid):
     return is_alive(pid)
 
 
-@pytest.fixture
-def reap_jobs():
-    """Jobs registered here are canceled at teardown, so no test leaves a driver running."""
-    jobs = []
-    yield jobs.append
-    for job in jobs:
-        try:
-            job.cancel()
-        except Exception:
-            pass
-
-
 def kill_quietly(pid):
     try:
         os.kill(pid, signal.SIGKILL)
