@@ -64,26 +64,11 @@ class Sandbox:
         return out
 
     def host_processes(self, needle):
-        """Pids of live processes whose command line contains ``needle`` or whose working
-        directory starts with it."""
-        found = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-                with open(f"/proc/{d}/stat", "rb") as f:
-                    state = f.read().rsplit(b")", 1)[1].split()[0]
-            except OSError:
-                continue
-            try:
-                cwd = os.readlink(f"/proc/{d}/cwd")
-            except OSError:
-                cwd = ""
-            if (needle in cmd or cwd.startswith(needle)) and state != b"Z":
-                found.append(int(d))
-        return found
+        """Pids of live processes whose command line or working directory contains
+        ``needle``."""
+        from tests.contract.chaos import processes_matching
+
+        return processes_matching(needle)
 
     def logs(self, files=12, lines=20):
         """The newest host-side logs (bootstrap, agents, drivers, runners, watchdog)."""
