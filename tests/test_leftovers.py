@@ -6,7 +6,7 @@ import dato_dist as gl
 from dato_dist.procs import descendants, is_alive
 from tests import tasks
 from tests.conftest import kill_quietly, wait_for
-from tests.test_failures import runner_pids
+from tests.contract.chaos import running_tasks
 
 
 def test_no_process_a_task_started_survives_a_completed_job(env2):
@@ -27,7 +27,7 @@ def test_no_process_a_task_started_survives_a_canceled_job(env2):
                                    environment=env2)
     pids = []
     try:
-        runners = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(runner_pids(job)),
+        runners = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(list(running_tasks(job).values())),
                            timeout=30, what="both tasks running")
         pids = wait_for(lambda: (lambda d: d if len(d) >= 6 else None)(
             [p for r in runners for p in descendants(r)]), timeout=30,

@@ -22,12 +22,8 @@ import pytest
 
 from tests.ec2.conftest import (  # noqa: F401  (the EC2 test's fixtures, and host logs on failure)
     aws_sandbox,
-    ec2_workdir,
-    moto_server,
     pytest_runtest_makereport,
     sandbox,
-    ssh_hosts,
-    ssh_user_key,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -31,7 +31,7 @@ VERSIONS = ["3.11", "3.12", "3.13"]
 #: The core and local tests (no cluster, no AWS).
 CORE_TESTS = ["test_api_local.py", "test_bad_input.py", "test_cli.py", "test_config.py",
               "test_failures.py", "test_launcher.py", "test_records.py", "test_store.py",
-              "test_table.py"]
+              "test_table.py", "contract"]
 NOT_REMOTE = "not s3 and not hdfs and not yarn and not ec2"
 DESELECT = [
     # Uses the moto server, which the [test] extra brings and these venvs do not install.
