@@ -2,12 +2,17 @@
 
 Used for job metrics and for the ``list()`` of the jobs and environments collections.
 Cells longer than 30 characters are cut with ``...``; columns wrap into blocks of at most
-80 characters; only the first 10 rows are printed unless ``print_rows`` asks for more.
+80 characters. ``str()`` and ``print()`` show only a head (the first 10 rows, at most 40
+columns), then the shape and a note pointing to ``print_rows``, as SFrame did; only the rows
+shown are formatted, so printing a table of a million rows costs as much as one of ten.
 """
 
 MAX_CELL = 30
 MAX_LINE = 80
 HEAD_ROWS = 10
+HEAD_COLUMNS = 40
+HEAD_NOTE = ("Note: Only the head of the table is printed.\n"
+             "You can use print_rows(num_rows=m, num_columns=n) to print more rows and columns.")
 
 
 def _cell(value):
@@ -91,11 +96,12 @@ class Table:
 
     to_dataframe = to_pandas
 
-    def _blocks(self, rows):
-        cells = {c: [_cell(r[c]) for r in rows] for c in self._columns}
-        widths = {c: max([len(c)] + [len(x) for x in cells[c]]) + 2 for c in self._columns}
+    def _blocks(self, rows, columns):
+        """The boxed lines of ``rows`` (only these are formatted), wrapped at 80 characters."""
+        cells = {c: [_cell(r[c]) for r in rows] for c in columns}
+        widths = {c: max([len(c)] + [len(x) for x in cells[c]]) + 2 for c in columns}
         blocks, current, line = [], [], 1
-        for c in self._columns:
+        for c in columns:
             if current and line + widths[c] + 1 > MAX_LINE:
                 blocks.append(current)
                 current, line = [], 1
@@ -114,18 +120,26 @@ class Table:
             out.append(rule)
         return out
 
-    def format(self, num_rows=HEAD_ROWS):
-        """The printed form, with at most ``num_rows`` rows."""
+    def format(self, num_rows=HEAD_ROWS, num_columns=HEAD_COLUMNS):
+        """The printed form of the first ``num_rows`` rows and ``num_columns`` columns.
+
+        Then the line ``[R rows x C columns]`` (the whole table's shape) and, when rows or
+        columns were left out, a note naming ``print_rows``. Only the rows shown are
+        formatted. A table that fits prints exactly as GraphLab's SFrame printed it.
+        """
+        num_rows, num_columns = max(0, int(num_rows)), max(0, int(num_columns))
+        columns = self._columns[:num_columns]
         shown = self._rows[:num_rows]
-        lines = self._blocks(shown)
+        lines = self._blocks(shown, columns) if columns else []
         lines.append(f"[{self.num_rows} rows x {self.num_columns} columns]")
-        if self.num_rows > len(shown):
-            lines.append("Note: Only the head of the table is printed.")
-            lines.append("You can use print_rows(num_rows=m) to print more rows.")
+        if self.num_rows > len(shown) or self.num_columns > len(columns):
+            lines.append(HEAD_NOTE)
         return "\n".join(lines)
 
-    def print_rows(self, num_rows=HEAD_ROWS):
-        print(self.format(num_rows))
+    def print_rows(self, num_rows=HEAD_ROWS, num_columns=HEAD_COLUMNS):
+        """Print the first ``num_rows`` rows and ``num_columns`` columns (SFrame's
+        ``print_rows``); ``print(table)`` is ``print_rows()``."""
+        print(self.format(num_rows, num_columns))
 
     def __str__(self):
         return self.format()

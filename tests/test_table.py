@@ -93,3 +93,33 @@ def test_metrics_table_orders_tasks_and_shows_running():
     assert table.column_names[:7] == ["task_name", "status", "start_time", "run_time",
                                       "exception", "exception_message", "exception_traceback"]
     assert metrics_table(["f-0-0"], {}, []) is None
+
+
+def test_a_million_rows_print_only_the_head():
+    # One shared row dict a million times: cheap to build; str() must format only the head.
+    table = Table(["task_name", "status"], [{"task_name": "f-0-0", "status": "Completed"}]
+                  * 1_000_000)
+    lines = str(table).splitlines()
+    assert sum(1 for line in lines if line.startswith("|   f-0-0   |")) == 10
+    assert lines[-3:] == [
+        "[1000000 rows x 2 columns]",
+        "Note: Only the head of the table is printed.",
+        "You can use print_rows(num_rows=m, num_columns=n) to print more rows and columns."]
+    assert len(table) == 1_000_000 and table[999_999]["status"] == "Completed"
+
+
+def test_print_rows_shows_more_rows_and_fewer_columns(capsys):
+    table = Table(["a", "b"], [{"a": i, "b": -i} for i in range(12)])
+    table.print_rows(num_rows=12, num_columns=1)
+    out = capsys.readouterr().out
+    assert "| 11 |" in out and "b" not in out.split("[")[0]
+    assert "[12 rows x 2 columns]" in out and "print_rows(num_rows=m, num_columns=n)" in out
+    table.print_rows(num_rows=12)
+    assert "Note" not in capsys.readouterr().out
+
+
+def test_ten_rows_print_whole_with_no_note():
+    table = Table(["a"], [{"a": i} for i in range(10)])
+    text = str(table)
+    assert text.endswith("| 9 |\n+---+\n[10 rows x 1 columns]")
+    assert text == table.format(num_rows=100)
