@@ -89,24 +89,32 @@ def test_job_gives_up_after_max_runner_restarts(monkeypatch):
     assert "replacement" not in job.read_logs()["driver.log"]
 
 
-def test_stop_all_stops_forked_and_spawned_runners(runners, silent_driver):
-    r = runners()
-    pid = os.fork()
-    if pid == 0:  # fork from a child without threads, as the driver does
-        code = 1
-        try:
-            inner = node.Runners(silent_driver, KEY, log_dir=r.log_dir)
-            inner.start(2, fork=True)
-            inner.spawn(2)
-            pids = _alive_pids(inner)
-            print(" ".join(map(str, pids)), flush=True)
-            inner.stop_all(grace=0.5, first=signal.SIGTERM)
-            code = 0 if not inner.procs and not any(is_alive(p) for p in pids) else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+FORK_AND_STOP = r"""
+import signal, sys
+from dato_dist import node
+from dato_dist.procs import is_alive
+host, port, log_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+inner = node.Runners((host, port), b"k" * 32, log_dir=log_dir)
+inner.start(2, fork=True)   # from a process without threads, as the driver does
+inner.spawn(2)
+pids = [inner.pid(slot) for slot in inner.procs]
+print(" ".join(map(str, pids)), flush=True)
+inner.stop_all(grace=0.5, first=signal.SIGTERM)
+sys.exit(0 if not inner.procs and not any(is_alive(p) for p in pids) else 2)
+"""
 
+
+def test_stop_all_stops_forked_and_spawned_runners(runners, silent_driver, tmp_path):
+    # Forked runners come from a fresh interpreter: pytest's process has threads, and a
+    # fork of it could inherit a lock another thread holds.
+    out = subprocess.run([sys.executable, "-c", FORK_AND_STOP, silent_driver[0],
+                          str(silent_driver[1]), str(tmp_path / "inner-logs")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    inner_pids = [int(p) for p in out.stdout.split()]
+    assert len(inner_pids) == 3 and not [p for p in inner_pids if is_alive(p)]
+
+    r = runners()
     r.start(3)
     pids = wait_for(lambda: len(_alive_pids(r)) == 3 and _alive_pids(r), 10, what="runners")
     r.stop_all(grace=2.0, first=signal.SIGTERM)
