@@ -306,9 +306,13 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     try:
         proc = env.start_job(files, spec, config, prepared)
     except BaseException:
-        # start_job stopped what it started; a job that never ran would read Pending forever.
-        _remove_failed(files)
-        jobs.release(name)
+        # start_job stopped what it started. An environment that recorded why the start
+        # failed (record_start_failure: a YARN application refused, an EC2 driver with no
+        # port) keeps the job, Failed with that reason, for get_error() and the cluster's
+        # logs; any other job that never ran would read Pending forever, so it goes.
+        if _recorded_state(files) is None:
+            _remove_failed(files)
+            jobs.release(name)
         raise
     job = Job(files, spec)
     if env.synchronous:
@@ -322,6 +326,13 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     else:
         logger.info("Job: '%s' scheduled.", name)
     return job
+
+
+def _recorded_state(files):
+    try:
+        return files.read_state()
+    except Exception:  # noqa: BLE001 - unreadable: as good as none
+        return None
 
 
 def _remove_failed(files):
