@@ -334,5 +334,6 @@ def record_driver_death(files, reason):
     if state.get("status") in FINAL_STATUSES:
         return False
     state.update(status="Failed", ended=time.time(), error=reason)
+    state.setdefault("started", None)
     files.write_state(state)
     return True

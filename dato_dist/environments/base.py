@@ -109,19 +109,16 @@ class Environment(abc.ABC):
 
 def record_start_failure(files, error):
     """Mark a job whose start failed (``start_job`` raised) Failed with ``error``, unless
-    it already ended: it is never left Pending forever. Best effort: logs what it cannot do."""
+    it already ended: it is never left Pending forever. Best effort: logs what it cannot do.
+    The state is written by :func:`dato_dist.node.record_driver_death`, the one writer of a
+    Failed state that no driver wrote."""
     import logging
-    import time
 
+    from .. import node
     from ..errors import DatoDistError
 
     try:
-        state = files.read_state() or {}
-        if state.get("status") in ("Completed", "Failed", "Canceled"):
-            return
-        state.update(status="Failed", ended=time.time(), error=error)
-        state.setdefault("started", None)
-        files.write_state(state)
+        node.record_driver_death(files, error)
     except (DatoDistError, OSError) as e:
         logging.getLogger(__name__).warning(
             "Could not record that job %s failed to start: %s", files.job_id, e)
