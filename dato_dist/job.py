@@ -155,10 +155,13 @@ class Job:
 
     def _read_state(self):
         """``state.json`` (None before the driver wrote it), re-read at once when a read
-        fails (a torn read of a file being replaced); raises the last ``OSError``."""
+        fails; raises the last ``OSError``. A state that was read before and is missing
+        now is such a failure, never "not written yet": a status never goes back."""
         for pause in QUICK_REREADS + (None,):
             try:
                 state = self._files.read_state()
+                if state is None and self._last_state is not None:
+                    raise FileNotFoundError(f"{self._state_path} was there and is gone")
                 if state is not None and not isinstance(state, dict):
                     raise CorruptStoreFile(path=self._state_path, reason="not a JSON object")
                 if state is not None:

@@ -277,7 +277,12 @@ class Store:
         _with_retries(f"Writing {self.display_path(rel)}", put, self.write_retries)
 
     def _replace(self, tmp, target):
-        # HDFS renames refuse to overwrite: remove the old version first.
+        client = _native_hdfs(self.fs)
+        if client is not None:  # one atomic rename over the old version: readers see no gap
+            _native_rename_over(client, tmp, target)
+            return
+        # pyarrow's HDFS renames refuse to overwrite: remove the old version first (readers
+        # re-read in that gap: _read_renamed).
         try:
             self.fs.move(tmp, target)
         except OSError:
@@ -303,11 +308,21 @@ class Store:
         target = self.path(rel)
 
         def get():
-            with self._lock, self.fs.open_input_file(target) as f:
-                return f.read()
+            with self._lock:
+                return self._read_whole(target)
 
         data = _with_retries(f"Reading {self.display_path(rel)}", get, self.write_retries)
         return unframe(data, self.display_path(rel), key, rel) if framed else data
+
+    def _read_whole(self, target):
+        """The whole content of ``target`` as one version of it: the old or the new content
+        of a file being replaced, never a mix, and never "missing" in a replacement's gap."""
+        if self.fs.type_name == "local":  # os.replace is atomic; an open file keeps its inode
+            with self.fs.open_input_file(target) as f:
+                return f.read()
+        if self._atomic_put:
+            return _read_object(self.fs, target)
+        return _read_renamed(self.fs, target)
 
     def read_json(self, rel, default=FileNotFoundError):
         """Parsed JSON from ``rel``; ``default`` when missing (raises when not given)."""
@@ -321,9 +336,8 @@ class Store:
             try:
                 return json.loads(data)
             except ValueError as e:
-                # pyarrow reads an S3 object as HEAD (its size) then ranged GETs: a read that
-                # straddles a replacement of the object (state.json is rewritten as the job
-                # runs) gets a torn copy. A file that stays bad is corrupt.
+                # Reads are of one version (see _read_whole); a file that is still not JSON
+                # after a few re-reads was written bad: it is corrupt.
                 if attempt == self.write_retries:
                     raise CorruptStoreFile(path=self.display_path(rel),
                                            reason=f"not JSON: {e}") from None
@@ -396,6 +410,81 @@ def _put_private(parent, target, parts):
         raise
 
 
+#: Times a read is repeated when the file changed while it was read, or was missing in
+#: the gap of a replacement that deletes the old file before renaming the new one.
+_CONSISTENT_READ_TRIES = 20
+_REREAD_PAUSE = 0.01
+
+
+def _read_object(fs, path):
+    """An object of an object store (S3) read as one version.
+
+    pyarrow reads an object as a HEAD (its size and ETag) then ranged GETs, so a read that
+    straddles a replacement gets a prefix of the new object with the old one's length. The
+    ETag is read again after the GETs: the content is returned only when both name the
+    version that was read, else it is read again.
+    """
+    for _ in range(_CONSISTENT_READ_TRIES):
+        with fs.open_input_file(path) as f:
+            before = _etag(f)
+            size = f.size()
+            data = f.read()
+        if before is None:
+            return data  # a store that gives no ETag: nothing to compare
+        try:
+            with fs.open_input_file(path) as f:
+                after = _etag(f)
+        except FileNotFoundError:
+            after = None  # deleted just after it was read: read again to say so
+        if after == before and len(data) == size:
+            return data
+        log.debug("%s changed while it was read; reading it again", path)
+        time.sleep(_REREAD_PAUSE)
+    raise OSError(f"{path} changed while it was read, {_CONSISTENT_READ_TRIES} times in a "
+                  "row: something rewrites it continuously")
+
+
+def _etag(f):
+    try:
+        metadata = f.metadata() or {}
+    except (OSError, NotImplementedError):
+        return None
+    return metadata.get("ETag") or metadata.get(b"ETag")
+
+
+def _read_renamed(fs, path):
+    """A file of a filesystem whose replacements rename (HDFS) read as one version.
+
+    A replacement may delete the old file before it renames the new one into place (HDFS
+    through libhdfs cannot rename over a file): a file found missing while the file or a
+    temporary of it is in its folder is read again. A file deleted while it is read (its
+    blocks gone) is read again too; a file's blocks never change once written, so what is
+    read whole is one version.
+    """
+    for attempt in range(_CONSISTENT_READ_TRIES):
+        try:
+            with fs.open_input_file(path) as f:
+                return f.read()
+        except FileNotFoundError:
+            if attempt == _CONSISTENT_READ_TRIES - 1 or not _being_replaced(fs, path):
+                raise
+        except OSError:
+            if attempt == _CONSISTENT_READ_TRIES - 1:
+                raise
+        time.sleep(_REREAD_PAUSE * (attempt + 1))
+
+
+def _being_replaced(fs, path):
+    """Whether ``path`` exists after all, or a temporary of its replacement is beside it."""
+    import pyarrow.fs as pafs
+
+    parent, name = path.rsplit("/", 1)
+    infos = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    tmp_prefix = f".{name}."
+    return any(i.base_name == name or (i.base_name.startswith(tmp_prefix)
+                                       and i.base_name.endswith(".tmp")) for i in infos)
+
+
 def _native_hdfs(fs):
     """The ``hdfs_native.Client`` behind a PyFileSystem, or None."""
     import pyarrow.fs as pafs
@@ -404,6 +493,15 @@ def _native_hdfs(fs):
         return None
     native = getattr(fs.handler, "fs", None)
     return getattr(native, "client", None)
+
+
+def _native_rename_over(client, tmp, target):
+    try:
+        client.rename(tmp, target, overwrite=True)
+    except OSError:
+        raise
+    except Exception as e:  # hdfs-native's own errors: ours retries OSErrors
+        raise OSError(f"renaming {tmp} to {target} failed: {e}") from e
 
 
 def _owner_only(fs, path):
