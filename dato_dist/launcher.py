@@ -20,7 +20,9 @@ start the driver as a new interpreter when it cannot be reached.
 Wire format: the client sends a 4-byte big-endian length and a JSON request
 (``argv``, ``env``, ``cwd``, ``path``) with three file descriptors attached (the driver's
 stdin, the pipe it writes to when the job ends, its log file); the launcher answers with
-one JSON line, ``{"pid": N}`` or ``{"error": "..."}``. Only processes of the launcher's own
+``+`` once it has read the whole request (a client whose connection closes before that
+sends it again; after it, never: it may have started a driver), then one JSON line,
+``{"pid": N}`` or ``{"error": "..."}``. Only processes of the launcher's own
 user may connect (the socket's folder is private, and the peer's uid is checked).
 """
 
@@ -45,6 +47,8 @@ _MAX_REQUEST = 16 * 1024 * 1024
 _MAX_LOG_BYTES = 1024 * 1024
 _FDS = 3  # stdin, done pipe, log file
 _AF_UNIX_PATH_MAX = 104  # the smallest sun_path of the platforms we run on, minus a NUL
+_TAKEN = b"+"  # sent by the launcher once it has read a whole request, before it forks
+_ANSWER_TIMEOUT = 30.0  # seconds a sent request's answer is waited for, at least
 
 
 def fingerprint():
@@ -115,17 +119,36 @@ def _start(path, idle_timeout):
             start_new_session=True, env=env, cwd="/")
 
 
+class _NotTaken(ConnectionError):
+    """The launcher closed the connection before it took the request: nothing was started
+    for it, so it may be sent again (to this launcher's successor)."""
+
+
 def _request(sock, argv, fds):
     payload = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": procs.current_dir(),
                           "path": list(sys.path)}).encode()
     data = struct.pack(">I", len(payload)) + payload
-    sent = socket.send_fds(sock, [data[:65536]], list(fds))
-    sock.sendall(data[sent:])
-    reply = b""
+    try:
+        sent = socket.send_fds(sock, [data[:65536]], list(fds))
+        if sent < len(data):
+            # Never an empty send: once the whole request is out, the launcher may have
+            # answered and closed, and a send would fail (EPIPE) as if it had not taken it.
+            sock.sendall(data[sent:])
+        chunk = sock.recv(4096)
+    except ConnectionError as e:  # reset or broken pipe: closed with the request unread
+        raise _NotTaken(f"the launcher closed the connection without taking the request "
+                        f"({e})") from e
+    if chunk[:1] != _TAKEN:
+        if not chunk:
+            raise _NotTaken("the launcher closed the connection without taking the request")
+        reply = chunk  # refused before taking it ("not your launcher")
+    else:
+        reply = chunk[1:]
     while not reply.endswith(b"\n"):
         chunk = sock.recv(4096)
         if not chunk:
-            raise ConnectionError("the launcher closed the connection without an answer")
+            raise LauncherUnavailable("the launcher took the request, then closed the "
+                                      "connection without an answer")
         reply += chunk
     answer = json.loads(reply)
     if "pid" not in answer:
@@ -166,13 +189,15 @@ def start_driver(home, argv, fds, *, idle_timeout, start_timeout=10.0, started=N
             raise LauncherUnavailable(f"cannot connect to {path}: {e}") from e
         try:
             with sock:
-                sock.settimeout(max(0.1, deadline - time.monotonic()))
+                # Once sent, the request may start a driver: it is never sent twice (a second
+                # driver of the job would share its pipes), so its answer gets time.
+                sock.settimeout(max(_ANSWER_TIMEOUT, deadline - time.monotonic()))
                 return _request(sock, argv, fds)
-        except (ConnectionError, socket.timeout) as e:
+        except _NotTaken as e:
             # A launcher that was exiting (idle) as we connected: start another one.
             last_error, proc = e, None
             continue
-        except OSError as e:
+        except OSError as e:  # a timeout included: a driver it forked exits without "go"
             raise LauncherUnavailable(f"the launcher at {path} failed: {e}") from e
     raise LauncherUnavailable(f"no launcher answered at {path} within {start_timeout:.0f} s "
                               f"({last_error}); see {path[:-len('.sock')]}.log")
@@ -309,6 +334,7 @@ def _serve_one(conn, server, lock):
         print(f"[dato-dist launcher] bad request: {e}", flush=True)
         return
     try:
+        conn.sendall(_TAKEN)  # from here on, the client never sends this request again
         sys.stdout.flush()
         sys.stderr.flush()
         with warnings.catch_warnings():

@@ -228,3 +228,113 @@ def test_a_client_in_a_deleted_folder_still_runs_jobs(env2, tmp_path, monkeypatc
     gone.rmdir()
     job = gl.deploy.map_job.create(tasks.add, [{"x": 5, "y": 5}], environment=env2)
     assert job.get_map_results() == [10]
+
+
+class _Peer:
+    """Something answering on a launcher's socket, one way per connection (``modes``):
+    ``"close"`` closes before reading; ``"taken"`` reads the request, says it took it, then
+    closes; ``"silent"`` takes it and never answers; ``"pid"`` answers ``{"pid": 4242}``."""
+
+    def __init__(self, path, modes):
+        import socket
+        import threading
+
+        self.modes, self.connections, self.requests = list(modes), 0, 0
+        self.stopping = False
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(8)
+        self.server.settimeout(3)
+        self.held = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import socket
+
+        for mode in self.modes:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if self.stopping:  # woken by close()
+                conn.close()
+                return
+            self.connections += 1
+            if mode == "close":
+                conn.close()
+                continue
+            conn.settimeout(10)
+            data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
+            for fd in fds:
+                os.close(fd)
+            while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+                data += conn.recv(65536)
+            self.requests += 1
+            if mode == "pid":
+                conn.sendall(b'+{"pid": 4242}\n')
+            elif mode == "taken":
+                conn.sendall(b"+")
+            else:
+                conn.sendall(b"+")
+                self.held.append(conn)
+                continue
+            conn.close()
+
+    def close(self):
+        import socket
+
+        self.stopping = True
+        if self.thread.is_alive():  # waiting in accept(): wake it
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                try:
+                    wake.connect(self.server.getsockname())
+                except OSError:
+                    pass
+        self.thread.join(30)
+        self.server.close()
+        for conn in self.held:
+            conn.close()
+
+
+def _start_driver_against(tmp_path, modes, monkeypatch):
+    home = tmp_path / "home"
+    path = launcher.socket_path(home)
+    peer = _Peer(path, modes)
+    pipes = [os.pipe() for _ in range(3)]
+    monkeypatch.setattr(launcher, "_ANSWER_TIMEOUT", 1.0, raising=False)
+    try:
+        return peer, launcher.start_driver(home, ["--job", "j"], [r for r, _ in pipes],
+                                           idle_timeout=1, start_timeout=2)
+    except launcher.LauncherUnavailable as e:
+        return peer, e
+    finally:
+        peer.close()
+        os.unlink(path)
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+
+
+def test_a_request_the_launcher_did_not_take_is_sent_again(tmp_path, monkeypatch):
+    peer, pid = _start_driver_against(tmp_path, ["close", "pid"], monkeypatch)
+    assert pid == 4242 and peer.connections == 2 and peer.requests == 1
+
+
+@pytest.mark.parametrize("mode", ["taken", "silent"])
+def test_a_request_the_launcher_took_is_never_sent_twice(tmp_path, monkeypatch, mode):
+    """A launcher that took a request may have forked its driver; sending it again would
+    start a second driver of the job on the same pipes (seen under load: two drivers read
+    halves of the "go" line, and the job failed with its spec "not signed with its key")."""
+    peer, error = _start_driver_against(tmp_path, [mode, "pid"], monkeypatch)
+    assert isinstance(error, launcher.LauncherUnavailable), error
+    assert peer.connections == 1 and peer.requests == 1
+
+
+def test_an_answered_request_is_sent_once(tmp_path, monkeypatch):
+    """A launcher answers and closes at once: the client must not take a failed send after
+    its whole request went out for "not taken" (an empty send raised EPIPE, and the request
+    was sent again: two drivers for one job, under load)."""
+    for attempt in range(20):
+        peer, pid = _start_driver_against(tmp_path, ["pid", "pid"], monkeypatch)
+        assert pid == 4242 and peer.connections == 1 and peer.requests == 1, (attempt, pid)
