@@ -392,10 +392,12 @@ def serve(path, idle_timeout):
         os.setsid()  # alone in its process group, however it was started: stop() kills that
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     _remove_stale(path)
-    _preload()
     pid_path = path[:-len(".sock")] + ".pid"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        # Bound before the slow imports: a launcher that cannot serve fails at once (not
+        # after seconds of imports on a loaded machine, when its client has given up on
+        # it), and clients wait in the backlog, not in a connect loop.
         if os.path.exists(path):
             os.unlink(path)  # left by a launcher that was killed: we hold the lock now
         old_umask = os.umask(0o177)
@@ -404,6 +406,7 @@ def serve(path, idle_timeout):
         finally:
             os.umask(old_umask)
         server.listen(64)
+        _preload()
         info = {"pid": os.getpid(), "start_time": procs.start_time(os.getpid()),
                 "socket": path, "started": time.time()}
         with open(pid_path + ".tmp", "w") as f:

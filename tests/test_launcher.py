@@ -120,11 +120,21 @@ JOB = ("import dato_dist as gl\n"
 
 def test_an_idle_launcher_exits(tmp_path):
     home = tmp_path / "home"
+    # The client names the launcher as soon as its job started (under load, the job itself
+    # can outlast a short idle timeout: looking after the client ended raced it).
+    code = ("import dato_dist as gl\n"
+            "from dato_dist import launcher\n"
+            "from dato_dist.config import load\n"
+            "from tests import tasks\n"
+            "env = gl.deploy.environment.LocalAsync('l', num_workers=1)\n"
+            "job = gl.deploy.map_job.create(tasks.add, [{'x': 1, 'y': 2}], environment=env)\n"
+            "print(launcher.running(load().home)[0]['pid'])\n"
+            "print(job.get_map_results())\n")
     try:
-        out = _client(home, JOB, DATO_DIST_LOCAL_LAUNCHER_IDLE_TIMEOUT="1")
-        assert out.returncode == 0 and out.stdout.strip() == "[3]", out.stderr
-        pid = the_launcher(home)  # outlives the client that started it ...
-        wait_for(lambda: not procs.is_alive(pid), timeout=15, what="the idle launcher to exit")
+        out = _client(home, code, DATO_DIST_LOCAL_LAUNCHER_IDLE_TIMEOUT="3")
+        assert out.returncode == 0 and out.stdout.split()[-1] == "[3]", out.stderr
+        pid = int(out.stdout.split()[0])  # outlives the client that started it ...
+        wait_for(lambda: not procs.is_alive(pid), timeout=30, what="the idle launcher to exit")
         assert not [n for n in os.listdir(home / "run") if n.endswith((".sock", ".pid"))]
     finally:
         launcher.stop(home)
