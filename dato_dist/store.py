@@ -305,30 +305,38 @@ class Store:
         """The content of ``rel``: bytes, or a memoryview of a framed file's payload (what
         ``pickle.loads`` takes, with no copy); ``FileNotFoundError`` if missing,
         ``CorruptStoreFile`` if bad, with ``key`` ``UntrustedStoreFile`` unless signed with it."""
+        data = self._read(rel, _frame_is_whole if framed else None)
+        return unframe(data, self.display_path(rel), key, rel) if framed else data
+
+    def _read(self, rel, is_whole=None):
+        """The whole content of ``rel`` as one version of it (see :meth:`_read_whole`)."""
         target = self.path(rel)
 
         def get():
             with self._lock:
-                return self._read_whole(target)
+                return self._read_whole(target, is_whole)
 
-        data = _with_retries(f"Reading {self.display_path(rel)}", get, self.write_retries)
-        return unframe(data, self.display_path(rel), key, rel) if framed else data
+        return _with_retries(f"Reading {self.display_path(rel)}", get, self.write_retries)
 
-    def _read_whole(self, target):
+    def _read_whole(self, target, is_whole=None):
         """The whole content of ``target`` as one version of it: the old or the new content
-        of a file being replaced, never a mix, and never "missing" in a replacement's gap."""
+        of a file being replaced, never a mix, and never "missing" in a replacement's gap.
+        ``is_whole(data)`` says whether content shows by its own structure that it is one
+        whole version (which spares an object store's second look at the version)."""
         if self.fs.type_name == "local":  # os.replace is atomic; an open file keeps its inode
             with self.fs.open_input_file(target) as f:
                 return f.read()
         if self._atomic_put:
-            return _read_object(self.fs, target)
+            return _read_object(self.fs, target, is_whole)
         return _read_renamed(self.fs, target)
 
     def read_json(self, rel, default=FileNotFoundError):
         """Parsed JSON from ``rel``; ``default`` when missing (raises when not given)."""
         for attempt in range(self.write_retries + 1):
             try:
-                data = self.read_bytes(rel, framed=False)
+                # A JSON object is whole when it parses (a torn read is a strict prefix of
+                # the new version: its outer brace is open); a re-read checks the version.
+                data = self._read(rel, _looks_like_json_object if attempt == 0 else None)
             except FileNotFoundError:
                 if default is FileNotFoundError:
                     raise
@@ -336,8 +344,8 @@ class Store:
             try:
                 return json.loads(data)
             except ValueError as e:
-                # Reads are of one version (see _read_whole); a file that is still not JSON
-                # after a few re-reads was written bad: it is corrupt.
+                # A file that is still not JSON after re-reads of one version was written
+                # bad: it is corrupt.
                 if attempt == self.write_retries:
                     raise CorruptStoreFile(path=self.display_path(rel),
                                            reason=f"not JSON: {e}") from None
@@ -353,9 +361,17 @@ class Store:
         """Names (not paths) of the entries directly under ``rel``, sorted; [] if missing."""
         import pyarrow.fs as pafs
 
-        with self._lock:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel),
-                                                            allow_not_found=True))
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
+        for attempt in range(3):
+            try:
+                with self._lock:
+                    infos = self.fs.get_file_info(selector)
+                break
+            except NotADirectoryError:
+                # pyarrow's FSSpecHandler (hdfs-native) asks "a folder?" then "there?": a
+                # folder made between the two (results/ by a running driver) reads as a file.
+                if attempt == 2:
+                    raise
         return sorted(i.base_name for i in infos if not i.base_name.startswith("."))
 
     def delete(self, rel):
@@ -416,19 +432,24 @@ _CONSISTENT_READ_TRIES = 20
 _REREAD_PAUSE = 0.01
 
 
-def _read_object(fs, path):
+def _read_object(fs, path, is_whole=None):
     """An object of an object store (S3) read as one version.
 
     pyarrow reads an object as a HEAD (its size and ETag) then ranged GETs, so a read that
-    straddles a replacement gets a prefix of the new object with the old one's length. The
-    ETag is read again after the GETs: the content is returned only when both name the
-    version that was read, else it is read again.
+    straddles a replacement gets a prefix of the new object with the old one's length (or
+    all of a shorter new one). The ETag is read again after the GETs: the content is
+    returned only when both name the version that was read, else it is read again. Content
+    of the size the HEAD gave that ``is_whole`` accepts needs no second look: a prefix of
+    a longer version fails it (a frame's length, a JSON object's closing brace), and a
+    version of the same size is read whole.
     """
     for _ in range(_CONSISTENT_READ_TRIES):
         with fs.open_input_file(path) as f:
             before = _etag(f)
             size = f.size()
             data = f.read()
+        if is_whole is not None and len(data) == size and is_whole(data):
+            return data
         if before is None:
             return data  # a store that gives no ETag: nothing to compare
         try:
@@ -442,6 +463,22 @@ def _read_object(fs, path):
         time.sleep(_REREAD_PAUSE)
     raise OSError(f"{path} changed while it was read, {_CONSISTENT_READ_TRIES} times in a "
                   "row: something rewrites it continuously")
+
+
+def _frame_is_whole(data):
+    """Whether ``data`` is as long as its frame's header says."""
+    for magic, head in ((_MAGIC, _HEADER), (_SIGNED_MAGIC, _SIGNED_HEADER)):
+        if len(data) >= head.size and bytes(data[:4]) == magic:
+            return head.unpack_from(data)[1] == len(data) - head.size
+    return False  # no frame: the ETag decides, then unframe says what is wrong
+
+
+def _looks_like_json_object(data):
+    """Whether ``data`` is a JSON object, ``{`` to its closing ``}``."""
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
 
 
 def _etag(f):

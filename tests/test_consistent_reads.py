@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -30,7 +31,7 @@ def store_uri(request, tmp_path):
         return f"s3://{request.getfixturevalue('s3_env')}/jobs"
     if request.param == "hdfs":
         cluster = request.getfixturevalue("minicluster")
-        return f"{cluster.hdfs_uri}/tests/{tmp_path.name}/jobs"
+        return f"{cluster.hdfs_uri}/tests/{tmp_path.name}-{uuid.uuid4().hex[:8]}/jobs"
     return str(tmp_path / "jobs")
 
 
@@ -144,7 +145,7 @@ def test_framed_files_being_replaced_read_whole(store_uri, tmp_path):
 def test_hdfs_replacement_with_a_gap_is_never_read_as_missing(minicluster, tmp_path):
     """What pyarrow's libhdfs client must do (its rename cannot overwrite): delete the old
     file, then rename the new one into place. A reader in that gap reads again."""
-    store = Store(f"{minicluster.hdfs_uri}/tests/{tmp_path.name}/jobs")
+    store = Store(f"{minicluster.hdfs_uri}/tests/{tmp_path.name}-{uuid.uuid4().hex[:8]}/jobs")
     _race(store, gap=True, readers=2)
 
 

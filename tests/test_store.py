@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import uuid
 
 import pyarrow.fs as pafs
 import pytest
@@ -21,7 +22,7 @@ def store(request, tmp_path):
         return Store(f"file://{tmp_path}/jobs")
     if request.param == "hdfs":
         cluster = request.getfixturevalue("minicluster")
-        return Store(f"{cluster.hdfs_uri}/tests/{tmp_path.name}/jobs")
+        return Store(f"{cluster.hdfs_uri}/tests/{tmp_path.name}-{uuid.uuid4().hex[:8]}/jobs")
     bucket = request.getfixturevalue("s3_env")
     return Store(f"s3://{bucket}/jobs")
 
