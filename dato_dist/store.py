@@ -493,10 +493,10 @@ def _read_renamed(fs, path):
     """A file of a filesystem whose replacements rename (HDFS) read as one version.
 
     A replacement may delete the old file before it renames the new one into place (HDFS
-    through libhdfs cannot rename over a file): a file found missing while the file or a
-    temporary of it is in its folder is read again. A file deleted while it is read (its
-    blocks gone) is read again too; a file's blocks never change once written, so what is
-    read whole is one version.
+    through libhdfs cannot rename over a file): a file found missing (before or while it is
+    read) while the file or a temporary of it is in its folder is read again. A closed HDFS
+    file's blocks never change, so what is read whole is one version. Other errors are
+    the caller's to retry (``_with_retries``).
     """
     for attempt in range(_CONSISTENT_READ_TRIES):
         try:
@@ -504,9 +504,6 @@ def _read_renamed(fs, path):
                 return f.read()
         except FileNotFoundError:
             if attempt == _CONSISTENT_READ_TRIES - 1 or not _being_replaced(fs, path):
-                raise
-        except OSError:
-            if attempt == _CONSISTENT_READ_TRIES - 1:
                 raise
         time.sleep(_REREAD_PAUSE * (attempt + 1))
 
