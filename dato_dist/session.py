@@ -1,15 +1,27 @@
 """The persisted collections ``gl.deploy.jobs`` and ``gl.deploy.environments``.
 
-Each entry is one small JSON file under ``<home>/session/{jobs,environments}/``, so two
-processes on this machine see the same collections and never rewrite each other's entries.
+Each entry is one small JSON file under ``<home>/session/{jobs,environments}/`` (0600, in
+0700 folders): the files are the truth, so two processes on this machine that add entries at
+once never lose one, and a crash mid-update loses nothing (each file is written under a
+temporary name and renamed into place). Listing uses an index beside them,
+``<home>/session/index.sqlite3``: one row per entry with what the listing shows (name,
+creation date, environment or type). Every read reconciles the index with the folder's file
+names (one ``listdir``): entries added by another process, or by an older version of dato-dist
+(migration), are read and indexed, rows whose file is gone are dropped. So the index can
+always be rebuilt from the files: a corrupt index is moved aside and rebuilt. An entry's
+content (a job's URI, an environment's definition) is always read from its own file.
+
 Removing an entry only forgets the local reference: it never cancels a job or stops a cluster.
 """
 
+import contextlib
 import fnmatch
 import json
 import logging
 import os
 import re
+import sqlite3
+import threading
 import time
 
 from .config import load as load_config
@@ -23,6 +35,11 @@ NAME_RE = re.compile(r"[a-zA-Z0-9\-_]+")
 #: Longest name accepted: a job's name is a folder name in its store (255 bytes at most on
 #: most filesystems), with room for the ``-<5 hex>`` added on a clash.
 MAX_NAME_LENGTH = 200
+INDEX_FILE = "index.sqlite3"
+#: Longest the index waits for another process's update (bounded, then it reads the files).
+INDEX_TIMEOUT_S = 5.0
+#: Names an error message lists at most.
+_KNOWN_SHOWN = 20
 
 
 def check_name(name, what="name"):
@@ -42,66 +59,240 @@ def _format_date(epoch):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
+def _private_dir(path):
+    """Make the folder ``path`` (and missing parents) 0700 whatever the umask."""
+    if path.is_dir():
+        return path
+    _private_dir(path.parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return path
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write_private(path, text, exclusive=False):
+    """Write ``text`` to ``path`` as a 0600 file: in place and only if absent with
+    ``exclusive`` (False if it exists), else under a temporary name then renamed."""
+    target = path if exclusive else path.with_name(f".{path.name}.{os.getpid()}."
+                                                   f"{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags, 0o600)
+    except FileExistsError:
+        if exclusive:
+            return False
+        os.unlink(target)  # a leftover of a crashed writer of this pid and thread
+        fd = os.open(target, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", closefd=True) as f:
+            f.write(text)
+        if not exclusive:
+            os.replace(target, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+        raise
+    return True
+
+
+class _Index:
+    """The listing index of one session folder (see the module docstring)."""
+
+    _lock = threading.Lock()
+    _connections = {}  # (pid, path) -> sqlite3.Connection
+
+    def __init__(self, session_dir):
+        self.path = session_dir / INDEX_FILE
+
+    def connection(self):
+        key = (os.getpid(), str(self.path))
+        with self._lock:
+            conn = self._connections.get(key)
+            if conn is None:
+                conn = self._connections[key] = self._open()
+            return conn
+
+    def _open(self):
+        if not self.path.exists():
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | os.O_NOFOLLOW, 0o600))
+        conn = sqlite3.connect(str(self.path), timeout=INDEX_TIMEOUT_S,
+                               isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # the files are the truth
+            for kind in ("jobs", "environments"):
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {kind} (name TEXT PRIMARY KEY, "
+                             "created REAL NOT NULL, label TEXT)")
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {kind}_order ON {kind} "
+                             "(created DESC, name)")
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
+
+    def recover(self, error):
+        """Move a corrupt index aside (it is rebuilt from the files on the next read)."""
+        key = (os.getpid(), str(self.path))
+        with self._lock:
+            conn = self._connections.pop(key, None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        aside = self.path.with_name(f"{INDEX_FILE}.corrupt-{int(time.time())}-{os.getpid()}")
+        log.warning("The session index %s is unreadable (%s); moved it to %s and rebuilding "
+                    "it from the session files (nothing is lost).", self.path, error, aside)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+
+
 class _Collection:
     kind = None
     not_found = KeyError
     title = None
 
     def _dir(self):
-        d = load_config().session_dir / self.kind
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return _private_dir(load_config().session_dir / self.kind)
 
-    def _entries(self):
-        """Entries, newest first."""
-        entries = []
-        for path in self._dir().glob("*.json"):
+    def _index(self):
+        return _Index(load_config().session_dir)
+
+    def _file(self, name):
+        return self._dir() / f"{name}.json"
+
+    def _read_file(self, name):
+        """The entry in ``<name>.json``, or None if it is missing or unreadable."""
+        path = self._file(name)
+        try:
+            entry = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            log.warning("Skipping unreadable session file %s", path)
+            return None
+        if not isinstance(entry, dict) or entry.get("name") != name:
+            log.warning("Skipping session file %s: it does not hold the entry '%s'", path,
+                        name)
+            return None
+        return entry
+
+    def _file_names(self):
+        return {n[:-5] for n in os.listdir(self._dir())
+                if n.endswith(".json") and not n.startswith(".")}
+
+    def _sorted(self):
+        """``[(name, created, label)]`` newest first, reconciled with the files."""
+        index = self._index()
+        for attempt in range(2):
             try:
-                entries.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                log.warning("Skipping unreadable session file %s", path)
-        entries.sort(key=lambda e: (-e.get("created", 0), e["name"]))
-        return entries
+                return self._sorted_from(index.connection())
+            except sqlite3.DatabaseError as e:
+                if attempt or isinstance(e, sqlite3.OperationalError) and \
+                        "locked" in str(e):
+                    break
+                index.recover(e)
+        log.warning("The session index %s is busy or unusable; reading the session files.",
+                    index.path)
+        return self._sorted_from_files(self._file_names())
+
+    def _sorted_from(self, conn):
+        names = self._file_names()
+        rows = conn.execute(f"SELECT name, created, label FROM {self.kind} "
+                            "ORDER BY created DESC, name").fetchall()
+        indexed = {r[0] for r in rows}
+        missing, gone = names - indexed, indexed - names
+        if not missing and not gone:
+            return rows
+        added = self._sorted_from_files(missing)
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"DELETE FROM {self.kind} WHERE name = ?", [(n,) for n in gone])
+            conn.executemany(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?)", added)
+        kept = [r for r in rows if r[0] not in gone] + added
+        kept.sort(key=lambda r: (-r[1], r[0]))
+        return kept
+
+    def _sorted_from_files(self, names):
+        rows = []
+        for name in names:
+            entry = self._read_file(name)
+            if entry is not None:
+                with contextlib.suppress(OSError):  # an older version wrote them 0644
+                    os.chmod(self._file(name), 0o600)
+                rows.append((name, float(entry.get("created", 0)), self._label(entry)))
+        rows.sort(key=lambda r: (-r[1], r[0]))
+        return rows
+
+    def _index_put(self, entry):
+        row = (entry["name"], float(entry.get("created", 0)), self._label(entry))
+        self._index_write(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?)", row)
+
+    def _index_write(self, sql, params):
+        # Best effort: a row missing or left over is fixed by the next read's reconcile.
+        try:
+            with self._index().connection() as conn:
+                conn.execute(sql, params)
+        except sqlite3.Error as e:
+            log.debug("Session index not updated (%s); the next listing reconciles it.", e)
 
     def _save(self, entry):
-        d = self._dir()
-        tmp = d / f".{entry['name']}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(entry, indent=1, sort_keys=True))
-        os.replace(tmp, d / f"{entry['name']}.json")
+        _write_private(self._file(entry["name"]), json.dumps(entry, indent=1, sort_keys=True))
+        self._index_put(entry)
 
     def _remove(self, name):
         try:
-            (self._dir() / f"{name}.json").unlink()
+            self._file(name).unlink()
         except FileNotFoundError:
             pass
+        self._index_write(f"DELETE FROM {self.kind} WHERE name = ?", (name,))
 
     def has(self, name):
-        return (self._dir() / f"{name}.json").exists()
+        return isinstance(name, str) and NAME_RE.fullmatch(name) is not None and \
+            self._file(name).exists()
 
     def names(self):
-        return [e["name"] for e in self._entries()]
+        """The entries' names, newest first."""
+        return [r[0] for r in self._sorted()]
+
+    def _known(self):
+        names = self.names()
+        shown = ", ".join(names[:_KNOWN_SHOWN]) or "none"
+        more = len(names) - _KNOWN_SHOWN
+        return f"{shown} (and {more} more)" if more > 0 else shown
 
     def _entry(self, key):
-        entries = self._entries()
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise TypeError(f"Index {self.kind} by position (int) or name (str), not {key!r}.")
-        if isinstance(key, int):
+        if isinstance(key, str):
+            entry = self._read_file(key) if self.has(key) else None
+            if entry is None:
+                raise self.not_found(f"No {self.kind[:-1]} named '{key}'. Known: "
+                                     f"{self._known()}.")
+            return entry
+        for _attempt in range(3):  # an entry removed between the listing and its read
+            names = self.names()
             try:
-                return entries[key]
+                name = names[key]
             except IndexError:
                 raise IndexError(f"No {self.kind[:-1]} at index {key}: there are "
-                                 f"{len(entries)}.") from None
-        for e in entries:
-            if e["name"] == key:
-                return e
-        raise self.not_found(f"No {self.kind[:-1]} named '{key}'. Known: "
-                             f"{', '.join(e['name'] for e in entries) or 'none'}.")
+                                 f"{len(names)}.") from None
+            entry = self._read_file(name)
+            if entry is not None:
+                return entry
+        raise self.not_found(f"The {self.kind[:-1]} at index {key} ('{name}') was removed "
+                             "while it was read; list them again.")
 
     def __len__(self):
-        return len(self._entries())
+        return len(self._sorted())
 
     def __iter__(self):
-        return iter([self._load(e) for e in self._entries()])
+        return iter([self._load(e) for e in map(self._read_file, self.names())
+                     if e is not None])
 
     def __getitem__(self, key):
         return self._load(self._entry(key))
@@ -110,7 +301,7 @@ class _Collection:
         self._remove(self._entry(key)["name"])
 
     def __contains__(self, name):
-        return isinstance(name, str) and self.has(name)
+        return self.has(name)
 
     def delete(self, item=None, pattern=None, silent=False):
         """Forget entries: ``item`` (an object, a name or an index), or names matching the
@@ -118,7 +309,7 @@ class _Collection:
         if (item is None) == (pattern is None):
             raise InvalidArgument("Pass exactly one of item and pattern to delete().")
         if pattern is not None:
-            names = [n for n in self.names() if fnmatch.fnmatch(n, pattern)]
+            names = [n for n in self.names() if fnmatch.fnmatchcase(n, pattern)]
         elif isinstance(item, (int, str)):
             names = [self._entry(item)["name"]]
         else:
@@ -132,16 +323,16 @@ class _Collection:
 
     def list(self):
         """The entries as a table (newest first) with ``to_dataframe()``."""
-        return Table(self.columns, [self._row(i, e) for i, e in enumerate(self._entries())])
+        return Table(self.columns, [self._row(i, r) for i, r in enumerate(self._sorted())])
 
     def show(self):
         print(self)
 
     def __str__(self):
-        entries = self._entries()
-        if not entries:
+        table = self.list()
+        if not len(table):
             return "Nothing to display."
-        return f"{self.title}:\n{self.list()}"
+        return f"{self.title}:\n{table}"
 
     __repr__ = __str__
 
@@ -160,14 +351,11 @@ class Jobs(_Collection):
         The entry is created exclusively, so two clients that pick the same default name
         in the same second get one each, never one job folder for two jobs.
         """
-        path = self._dir() / f"{name}.json"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        entry = {"name": name, "uri": uri, "environment": environment_name,
+                 "created": created}
+        if not _write_private(self._file(name), json.dumps(entry), exclusive=True):
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump({"name": name, "uri": uri, "environment": environment_name,
-                       "created": created}, f)
+        self._index_put(entry)
         return True
 
     def release(self, name):
@@ -178,9 +366,14 @@ class Jobs(_Collection):
         self._save({"name": name, "uri": uri, "environment": environment_name,
                     "created": created})
 
-    def _row(self, i, e):
-        return {"Index": i, "Environment": e.get("environment"), "Name": e["name"],
-                "Creation date": _format_date(e["created"])}
+    @staticmethod
+    def _label(entry):
+        return entry.get("environment")
+
+    @staticmethod
+    def _row(i, r):
+        return {"Index": i, "Environment": r[2], "Name": r[0],
+                "Creation date": _format_date(r[1])}
 
     def uri_of(self, name):
         return self._entry(name)["uri"]
@@ -210,9 +403,15 @@ class Environments(_Collection):
                  "created": time.time()}
         self._save(entry)
 
-    def _row(self, i, e):
-        return {"Index": i, "Name": e["name"], "Type": e["environment"]["type"],
-                "Unsaved changes?": False, "Creation date": _format_date(e["created"])}
+    @staticmethod
+    def _label(entry):
+        env = entry.get("environment")
+        return env.get("type") if isinstance(env, dict) else None
+
+    @staticmethod
+    def _row(i, r):
+        return {"Index": i, "Name": r[0], "Type": r[2], "Unsaved changes?": False,
+                "Creation date": _format_date(r[1])}
 
     def _load(self, entry):
         from .environments import environment_from_dict
