@@ -27,7 +27,7 @@ import time
 from .config import load as load_config
 from .errors import EnvironmentNotFound, InvalidArgument, JobNotFound
 from .job import Job
-from .table import Table
+from .table import HEAD_ROWS, HEAD_COLUMNS, Table
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ MAX_NAME_LENGTH = 200
 INDEX_FILE = "index.sqlite3"
 #: Longest the index waits for another process's update (bounded, then it reads the files).
 INDEX_TIMEOUT_S = 5.0
+#: A folder whose mtime is older than this is stamped in the index (coarser than any
+#: filesystem's timestamp granularity): see _Collection._reconcile.
+QUIET_NS = 100_000_000
 #: Names an error message lists at most.
 _KNOWN_SHOWN = 20
 
@@ -125,9 +128,10 @@ class _Index:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # the files are the truth
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)")
             for kind in ("jobs", "environments"):
                 conn.execute(f"CREATE TABLE IF NOT EXISTS {kind} (name TEXT PRIMARY KEY, "
-                             "created REAL NOT NULL, label TEXT)")
+                             "created REAL NOT NULL, label TEXT, date TEXT)")
                 conn.execute(f"CREATE INDEX IF NOT EXISTS {kind}_order ON {kind} "
                              "(created DESC, name)")
         except sqlite3.DatabaseError:
@@ -151,6 +155,50 @@ class _Index:
                 os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
 
 
+def _tz_key():
+    return f"{time.timezone}/{time.altzone}/{time.daylight}/{time.tzname}"
+
+
+class _Listing(Table):
+    """A collection's listing as a :class:`~dato_dist.table.Table`, made lazily: its shape
+    and printed head come from two small index queries; the rows are made on first use
+    of anything else (``to_dataframe()``, a column, iteration)."""
+
+    def __init__(self, column_names, total, head, load_rows):  # noqa: no base copy
+        self._columns = list(column_names)
+        self._total, self._head, self._load_rows, self._all = total, head, load_rows, None
+
+    @property
+    def _rows(self):
+        if self._all is None:
+            self._all = self._load_rows()
+        return self._all
+
+    @property
+    def num_rows(self):
+        return self._total if self._all is None else len(self._all)
+
+    def __len__(self):
+        return self.num_rows
+
+    def format(self, num_rows=HEAD_ROWS, num_columns=HEAD_COLUMNS):
+        if self._all is None and 0 <= num_rows <= len(self._head):
+            return _Head(self._columns, self._head[:num_rows], self._total).format(
+                num_rows, num_columns)
+        return super().format(num_rows, num_columns)
+
+
+class _Head(Table):
+    """The first rows of a listing, printed with the whole listing's shape."""
+
+    def __init__(self, column_names, rows, total):  # noqa: no base copy
+        self._columns, self._rows, self._total = list(column_names), rows, total
+
+    @property
+    def num_rows(self):
+        return self._total
+
+
 class _Collection:
     kind = None
     not_found = KeyError
@@ -160,7 +208,7 @@ class _Collection:
         return _private_dir(load_config().session_dir / self.kind)
 
     def _index(self):
-        return _Index(load_config().session_dir)
+        return _Index(_private_dir(load_config().session_dir))
 
     def _file(self, name):
         return self._dir() / f"{name}.json"
@@ -181,16 +229,18 @@ class _Collection:
             return None
         return entry
 
-    def _file_names(self):
-        return {n[:-5] for n in os.listdir(self._dir())
-                if n.endswith(".json") and not n.startswith(".")}
+    def _file_names(self, d):
+        return {n[:-5] for n in os.listdir(d) if n.endswith(".json") and n[0] != "."}
 
-    def _sorted(self):
-        """``[(name, created, label)]`` newest first, reconciled with the files."""
+    def _query(self, sql, params=()):
+        """``sql``'s rows from the index once it agrees with the files; the files
+        themselves (slow) when the index is busy beyond INDEX_TIMEOUT_S or unusable."""
         index = self._index()
         for attempt in range(2):
             try:
-                return self._sorted_from(index.connection())
+                conn = index.connection()
+                self._reconcile(conn)
+                return conn.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as e:
                 if attempt or isinstance(e, sqlite3.OperationalError) and \
                         "locked" in str(e):
@@ -198,39 +248,78 @@ class _Collection:
                 index.recover(e)
         log.warning("The session index %s is busy or unusable; reading the session files.",
                     index.path)
-        return self._sorted_from_files(self._file_names())
+        return None
 
-    def _sorted_from(self, conn):
-        names = self._file_names()
-        rows = conn.execute(f"SELECT name, created, label FROM {self.kind} "
-                            "ORDER BY created DESC, name").fetchall()
-        indexed = {r[0] for r in rows}
-        missing, gone = names - indexed, indexed - names
-        if not missing and not gone:
-            return rows
-        added = self._sorted_from_files(missing)
+    def _reconcile(self, conn):
+        """Bring the index in line with the folder's files, unless the folder has not
+        changed since the index last did (its mtime is the stamp)."""
+        d = self._dir()
+        stamp_key = f"{self.kind}_stamp"
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN (?, 'tz')",
+                                 (stamp_key,)).fetchall())
+        tz = _tz_key()
+        if meta.get(stamp_key) == os.stat(d).st_mtime_ns and meta.get("tz") == tz:
+            return
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(f"DELETE FROM {self.kind} WHERE name = ?", [(n,) for n in gone])
-            conn.executemany(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?)", added)
-        kept = [r for r in rows if r[0] not in gone] + added
-        kept.sort(key=lambda r: (-r[1], r[0]))
-        return kept
+            before = os.stat(d).st_mtime_ns
+            names = self._file_names(d)
+            indexed = {r[0] for r in conn.execute(f"SELECT name FROM {self.kind}")}
+            conn.executemany(f"DELETE FROM {self.kind} WHERE name = ?",
+                             [(n,) for n in indexed - names])
+            conn.executemany(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?, ?)",
+                             self._rows_from_files(names - indexed))
+            if meta.get("tz") != tz:  # the dates shown are local times
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('tz', ?)", (tz,))
+                for kind in ("jobs", "environments"):
+                    conn.executemany(f"UPDATE {kind} SET date = ? WHERE name = ?", [
+                        (_format_date(c), n) for n, c in
+                        conn.execute(f"SELECT name, created FROM {kind}").fetchall()])
+            # A change within the filesystem's timestamp granularity after our listdir
+            # could keep the same mtime: only a folder quiet for a while is stamped.
+            quiet = time.time_ns() - before > QUIET_NS and os.stat(d).st_mtime_ns == before
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         (stamp_key, before if quiet else None))
 
-    def _sorted_from_files(self, names):
+    def _rows_from_files(self, names):
         rows = []
         for name in names:
             entry = self._read_file(name)
             if entry is not None:
                 with contextlib.suppress(OSError):  # an older version wrote them 0644
                     os.chmod(self._file(name), 0o600)
-                rows.append((name, float(entry.get("created", 0)), self._label(entry)))
-        rows.sort(key=lambda r: (-r[1], r[0]))
+                created = float(entry.get("created", 0))
+                rows.append((name, created, self._label(entry), _format_date(created)))
         return rows
 
+    def _sorted(self, limit=-1):
+        """``[(name, created, label, date)]``, newest first (the first ``limit``)."""
+        rows = self._query(f"SELECT name, created, label, date FROM {self.kind} "
+                           "ORDER BY created DESC, name LIMIT ?", (limit,))
+        if rows is None:
+            rows = self._rows_from_files(self._file_names(self._dir()))
+            rows.sort(key=lambda r: (-r[1], r[0]))
+            rows = rows if limit < 0 else rows[:limit]
+        return rows
+
+    def _name_at(self, i):
+        """The name at position ``i`` (negative from the end), or IndexError."""
+        if i < 0:
+            count = self._query(f"SELECT count(*) FROM {self.kind}")
+            if count is not None:
+                i += count[0][0]
+        rows = self._query(f"SELECT name FROM {self.kind} ORDER BY created DESC, name "
+                           "LIMIT 1 OFFSET ?", (i,)) if i >= 0 else []
+        if rows is None:
+            rows = self._sorted()[i:i + 1] if i >= 0 else []
+        if not rows:
+            raise IndexError(f"No {self.kind[:-1]} at index {i}: there are {len(self)}.")
+        return rows[0][0]
+
     def _index_put(self, entry):
-        row = (entry["name"], float(entry.get("created", 0)), self._label(entry))
-        self._index_write(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?)", row)
+        created = float(entry.get("created", 0))
+        row = (entry["name"], created, self._label(entry), _format_date(created))
+        self._index_write(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?, ?)", row)
 
     def _index_write(self, sql, params):
         # Best effort: a row missing or left over is fixed by the next read's reconcile.
@@ -257,7 +346,8 @@ class _Collection:
 
     def names(self):
         """The entries' names, newest first."""
-        return [r[0] for r in self._sorted()]
+        rows = self._query(f"SELECT name FROM {self.kind} ORDER BY created DESC, name")
+        return [r[0] for r in (rows if rows is not None else self._sorted())]
 
     def _known(self):
         names = self.names()
@@ -275,12 +365,7 @@ class _Collection:
                                      f"{self._known()}.")
             return entry
         for _attempt in range(3):  # an entry removed between the listing and its read
-            names = self.names()
-            try:
-                name = names[key]
-            except IndexError:
-                raise IndexError(f"No {self.kind[:-1]} at index {key}: there are "
-                                 f"{len(names)}.") from None
+            name = self._name_at(key)
             entry = self._read_file(name)
             if entry is not None:
                 return entry
@@ -288,7 +373,8 @@ class _Collection:
                              "while it was read; list them again.")
 
     def __len__(self):
-        return len(self._sorted())
+        count = self._query(f"SELECT count(*) FROM {self.kind}")
+        return count[0][0] if count is not None else len(self._sorted())
 
     def __iter__(self):
         return iter([self._load(e) for e in map(self._read_file, self.names())
@@ -323,7 +409,8 @@ class _Collection:
 
     def list(self):
         """The entries as a table (newest first) with ``to_dataframe()``."""
-        return Table(self.columns, [self._row(i, r) for i, r in enumerate(self._sorted())])
+        return _Listing(self.columns, len(self), self._rows(self._sorted(HEAD_ROWS)),
+                        lambda: self._rows(self._sorted()))
 
     def show(self):
         print(self)
@@ -371,9 +458,9 @@ class Jobs(_Collection):
         return entry.get("environment")
 
     @staticmethod
-    def _row(i, r):
-        return {"Index": i, "Environment": r[2], "Name": r[0],
-                "Creation date": _format_date(r[1])}
+    def _rows(rows):
+        return [{"Index": i, "Environment": label, "Name": name, "Creation date": date}
+                for i, (name, _created, label, date) in enumerate(rows)]
 
     def uri_of(self, name):
         return self._entry(name)["uri"]
@@ -409,9 +496,9 @@ class Environments(_Collection):
         return env.get("type") if isinstance(env, dict) else None
 
     @staticmethod
-    def _row(i, r):
-        return {"Index": i, "Name": r[0], "Type": r[2], "Unsaved changes?": False,
-                "Creation date": _format_date(r[1])}
+    def _rows(rows):
+        return [{"Index": i, "Name": name, "Type": label, "Unsaved changes?": False,
+                 "Creation date": date} for i, (name, _created, label, date) in enumerate(rows)]
 
     def _load(self, entry):
         from .environments import environment_from_dict

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -52,6 +53,25 @@ def test_listing_order_and_private_files(home):
         session.jobs._entry(4)
     with pytest.raises(KeyError, match="No job named 'nope'"):
         session.jobs._entry("nope")
+
+
+def test_lazy_listing_prints_as_a_table(home):
+    """list() and print(jobs) read only the head from the index; what they print is what
+    the whole table prints."""
+    from dato_dist.table import Table
+
+    for i in range(14):
+        _register(f"t{i:02d}", 100.0 + i)
+    listing = session.jobs.list()
+    assert len(listing) == listing.num_rows == 14
+    text = str(listing)
+    assert "[14 rows x 4 columns]" in text and "print_rows" in text and "t13" in text
+    assert "t03" not in text  # only the head (10 rows)
+    full = Table(listing.column_names, session.jobs.list().to_pylist())
+    assert text == str(full)
+    assert listing.format(num_rows=20) == full.format(num_rows=20)
+    assert str(session.jobs) == "Job(s):\n" + text
+    assert listing["Name"][-1] == "t00" and len(listing.to_pylist()) == 14
 
 
 def test_delete_and_pattern_delete(home):
@@ -142,8 +162,12 @@ def test_index_reconciles_an_interrupted_update(home):
     """A writer that died between its file and its index row loses nothing: the file is
     the truth, and a row whose file is gone is not listed."""
     _register("a", 1.0)
-    assert session.jobs.names() == ["a"]
+    time.sleep(session.QUIET_NS / 1e9 + 0.05)
+    assert session.jobs.names() == ["a"]  # a quiet folder: the index is stamped with it
+    conn = session._Index(load_config().session_dir).connection()
     jdir = home / "session" / "jobs"
+    assert conn.execute("SELECT value FROM meta WHERE key = 'jobs_stamp'").fetchone()[0] == \
+        os.stat(jdir).st_mtime_ns
     # died after writing its file, before its index row
     (jdir / "b.json").write_text(json.dumps({"name": "b", "uri": "/b", "environment": "e",
                                              "created": 2.0}))
