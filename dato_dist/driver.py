@@ -468,7 +468,7 @@ class Driver:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self):
-        fn_bytes, comb_bytes, self.tasks = self.files.read_payload()
+        fn_bytes, comb_bytes, self.tasks = _read_payload(self.files)
         self.function_bytes, self.combiner_bytes = fn_bytes, comb_bytes
         self.max_batch_tasks = _max_batch_tasks(self.tasks)
         self._write_state()
@@ -529,6 +529,29 @@ class Driver:
         self.acceptor.close()
         print(f"[dato-dist] job {self.files.job_id} {status}", flush=True)
         return 0
+
+
+def _read_payload(files):
+    """The job's function, combiner and tasks (:meth:`JobFiles.read_payload`); a local
+    tasks file is mapped, not read: its HMAC is checked and its pickle loaded from the
+    page cache, with no copy of what may be hundreds of MB of arguments in between."""
+    import mmap
+    import pickle
+
+    from .store import unframe
+
+    rel = f"{files.job_id}/{jobfiles.TASKS}"
+    path = files.store.local_path(rel)
+    if path is None:
+        return files.read_payload()
+    fn_bytes, comb_bytes, _ = files.read_payload(tasks=False)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        payload = unframe(m, files.store.display_path(rel), files.key, rel)
+        try:
+            _kind, tasks = pickle.loads(payload)  # verified just above
+        finally:
+            payload.release()  # the map closes only once no view of it is left
+    return fn_bytes, comb_bytes, tasks
 
 
 def _max_batch_tasks(tasks):
