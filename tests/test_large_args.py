@@ -77,3 +77,22 @@ def test_large_arguments_are_durable(env2):
     assert mixed.get_map_results() == [(size, i) for i in range(6)]
     assert gl.deploy.job.load(mixed.uri).get_parameters()[f"{mixed._spec['task_name_prefix']}3"]\
         == dict(params[3], n=3)
+
+
+@pytest.mark.s3
+def test_large_arguments_on_an_s3_store(s3_env, monkeypatch, env2):
+    """On S3 the parts are put in one request (header first) and the driver reads the
+    tasks file through the store (no map): the same arguments come back."""
+    monkeypatch.setenv("DATO_DIST_STORE_URI", f"s3://{s3_env}/jobs")
+    size = submit.LARGE_ARGUMENT * 2
+    params = [{"data": os.urandom(size)} for _ in range(3)]
+    job = gl.deploy.map_job.create(blob_size, params, environment=env2)
+    assert job.uri.startswith(f"s3://{s3_env}/")
+    assert job.get_map_results() == [size] * 3
+    got = gl.deploy.job.load(job.uri).get_parameters()
+    prefix = job._spec["task_name_prefix"]
+    assert [got[f"{prefix}{i}"] for i in range(3)] == params
+    store = Store(f"s3://{s3_env}/jobs")
+    parts = [b"a", os.urandom(2 * 1024 * 1024)]
+    store.write_bytes("x/f.pkl", parts, key=b"k" * 32)
+    assert bytes(store.read_bytes("x/f.pkl", key=b"k" * 32)) == b"".join(parts)
