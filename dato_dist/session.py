@@ -280,6 +280,7 @@ class _Collection:
             quiet = time.time_ns() - before > QUIET_NS and os.stat(d).st_mtime_ns == before
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          (stamp_key, before if quiet else None))
+            conn.execute("DELETE FROM meta WHERE key = ?", (f"{self.kind}_names",))
 
     def _rows_from_files(self, names):
         rows = []
@@ -325,7 +326,9 @@ class _Collection:
         # Best effort: a row missing or left over is fixed by the next read's reconcile.
         try:
             with self._index().connection() as conn:
+                conn.execute("BEGIN IMMEDIATE")
                 conn.execute(sql, params)
+                conn.execute("DELETE FROM meta WHERE key = ?", (f"{self.kind}_names",))
         except sqlite3.Error as e:
             log.debug("Session index not updated (%s); the next listing reconciles it.", e)
 
@@ -345,9 +348,24 @@ class _Collection:
             self._file(name).exists()
 
     def names(self):
-        """The entries' names, newest first."""
-        rows = self._query(f"SELECT name FROM {self.kind} ORDER BY created DESC, name")
-        return [r[0] for r in (rows if rows is not None else self._sorted())]
+        """The entries' names, newest first (kept in the index as one value, made again
+        after any change: one split instead of a row per entry)."""
+        key = f"{self.kind}_names"
+        cached = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        if cached is None:
+            return [r[0] for r in self._sorted()]
+        if cached and cached[0][0] is not None:
+            return cached[0][0].split("\0") if cached[0][0] else []
+        try:
+            with self._index().connection() as conn:
+                conn.execute("BEGIN IMMEDIATE")  # no writer between the rows and the value
+                names = [r[0] for r in conn.execute(
+                    f"SELECT name FROM {self.kind} ORDER BY created DESC, name")]
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                             (key, "\0".join(names)))
+            return names
+        except sqlite3.Error:
+            return [r[0] for r in self._sorted()]
 
     def _known(self):
         names = self.names()
