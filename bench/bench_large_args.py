@@ -63,8 +63,8 @@ def main(argv=None):
             t0 = time.perf_counter()
             job = gl.deploy.map_job.create(workloads.blob_len, params, environment=env)
             t1 = time.perf_counter()
-            out = job.get_map_results()
             jobs.append(job)
+            out = job.get_map_results()
             return time.perf_counter() - t0, out, {"create_s": t1 - t0}
 
         def ppe(chunksize):
@@ -84,7 +84,17 @@ def main(argv=None):
             for side, fn in sides.items():
                 secs, out, extra = fn()
                 if out != expected:
-                    raise RuntimeError(f"{side}: wrong results")
+                    detail = ""
+                    if side == "dato-dist":
+                        job = jobs[-1]
+                        metrics = job.get_metrics() or ()
+                        bad = [(r["task_name"], r["status"], r["exception"],
+                                r["exception_message"]) for r in metrics
+                               if r["status"] != "Completed"]
+                        detail = (f" (job {job.uri} {job.get_status()}: "
+                                  f"{job.get_error()}; results {str(out)[:300]}; not "
+                                  f"completed {bad[:3]}; state {job._files.read_state()})")
+                    raise RuntimeError(f"{side}: wrong results{detail}")
                 samples[side].append((secs, extra))
                 print(f"  run {rep + 1}/{args.repeat} {side:<20} {secs:7.3f} s "
                       f"{args.n * size / MIB / secs:8.1f} MiB/s", flush=True)
