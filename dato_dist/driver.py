@@ -32,6 +32,10 @@ from . import protocol as P
 
 TARGET_BATCH_SECONDS = 0.25
 MIN_BATCH_SECONDS = 0.005
+#: A batch carries at most this many bytes of pickled arguments (and at least one task):
+#: a 4 MiB argument each, 64 tasks would otherwise go out as two 128 MiB messages, one per
+#: runner, each copied whole before its runner starts.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 #: A task whose runner died this many times while running it is recorded as Failed.
 MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
@@ -229,6 +233,7 @@ class Driver:
         self.n = jobfiles.num_tasks(spec)
         self.name_prefix = spec["task_name_prefix"]  # runners name task i <prefix><i>
         self.pending = _TaskQueue(self.n)
+        self.max_batch_tasks = sys.maxsize  # set from the tasks' sizes when they are read
         self.done = set()
         self.failed = 0
         self.losses = collections.Counter()
@@ -337,7 +342,7 @@ class Driver:
         if self.cancel_requested:
             return self._send(runner, (P.STOP,))
         if self.pending:
-            size = self._batch_size()
+            size = min(self._batch_size(), self.max_batch_tasks)
             batch = self.pending.take(size)
             runner.inflight.extend(batch)
             runner.idle = False
@@ -463,8 +468,9 @@ class Driver:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self):
-        fn_bytes, comb_bytes, self.tasks = self.files.read_payload()
+        fn_bytes, comb_bytes, self.tasks = _read_payload(self.files)
         self.function_bytes, self.combiner_bytes = fn_bytes, comb_bytes
+        self.max_batch_tasks = _max_batch_tasks(self.tasks)
         self._write_state()
         flush_interval = self.settings["flush_interval"]
         while not (self.finished() or self.cancel_requested or self.error):
@@ -523,6 +529,38 @@ class Driver:
         self.acceptor.close()
         print(f"[dato-dist] job {self.files.job_id} {status}", flush=True)
         return 0
+
+
+def _read_payload(files):
+    """The job's function, combiner and tasks (:meth:`JobFiles.read_payload`); a local
+    tasks file is mapped, not read: its HMAC is checked and its pickle loaded from the
+    page cache, with no copy of what may be hundreds of MB of arguments in between."""
+    import mmap
+    import pickle
+
+    from .store import unframe
+
+    rel = f"{files.job_id}/{jobfiles.TASKS}"
+    path = files.store.local_path(rel)
+    if path is None:
+        return files.read_payload()
+    fn_bytes, comb_bytes, _ = files.read_payload(tasks=False)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        payload = unframe(m, files.store.display_path(rel), files.key, rel)
+        try:
+            _kind, tasks = pickle.loads(payload)  # verified just above
+        finally:
+            payload.release()  # the map closes only once no view of it is left
+    return fn_bytes, comb_bytes, tasks
+
+
+def _max_batch_tasks(tasks):
+    """Tasks per batch that keep a batch under MAX_BATCH_BYTES, from the largest task's
+    pickle (tasks of plain data are small: the submit path pickles large ones)."""
+    if not tasks or isinstance(tasks[0], dict):
+        return sys.maxsize
+    largest = max(map(len, tasks))
+    return max(1, MAX_BATCH_BYTES // max(1, largest))
 
 
 def _count_lost_attempts(batch, losses):

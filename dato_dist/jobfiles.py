@@ -137,10 +137,13 @@ class JobFiles:
             self._derive_key(spec)
         return keys.verify_json(self._key, SPEC, spec, self.store.display_path(self._rel(SPEC)))
 
-    def read_payload(self):
+    def read_payload(self, tasks=True):
         """``(function_bytes, combiner_bytes, tasks)``: each task's kwargs as a dict of plain
-        data or as its pickle (bytes); neither needs the user's code to load here."""
+        data or as its pickle (bytes); neither needs the user's code to load here. With
+        ``tasks=False`` the tasks file is not read (``tasks`` is None)."""
         fn = self._read_pickle(FUNCTION)
+        if not tasks:
+            return fn["function"], fn["combiner"], None
         _kind, tasks = self._read_pickle(TASKS)
         return fn["function"], fn["combiner"], tasks
 

@@ -47,6 +47,8 @@ _SIGNED_HEADER = struct.Struct(">4sQ32s")  # magic, payload length, HMAC-SHA256
 #: Name of the marker a job folder on a remote store is claimed with.
 OWNER_MARKER = ".owner"
 _OBJECT_STORES = {"s3", "gcs"}
+#: Local files at least this large are written while their header is computed.
+_OVERLAP_BYTES = 1024 * 1024
 
 
 def header(payload, key=None, name=""):
@@ -57,6 +59,18 @@ def header(payload, key=None, name=""):
     length = len(payload)
     return _SIGNED_HEADER.pack(_SIGNED_MAGIC, length, keys.mac(
         key, name, struct.pack(">Q", length), payload))
+
+
+def header_of_parts(parts, key=None, name=""):
+    """:func:`header` of the concatenation of ``parts`` (bytes-like), never concatenated."""
+    length = sum(memoryview(p).nbytes for p in parts)
+    if key is None:
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        return _HEADER.pack(_MAGIC, length, crc)
+    return _SIGNED_HEADER.pack(_SIGNED_MAGIC, length, keys.mac(
+        key, name, struct.pack(">Q", length), *parts))
 
 
 def frame(payload, key=None, name=""):
@@ -242,17 +256,25 @@ class Store:
     # -- writing -------------------------------------------------------------------------
     def write_bytes(self, rel, data, *, framed=True, key=None):
         """Write ``data`` to ``rel`` atomically (framed for integrity unless told not to;
-        signed with ``key`` if given)."""
-        # The header and the data are written one after the other: no copy of the data.
-        parts = (header(data, key, rel), data) if framed else (data,)
+        signed with ``key`` if given). ``data`` is bytes-like, or a list of bytes-like
+        parts written one after the other (never joined in memory)."""
+        data = list(data) if isinstance(data, (list, tuple)) else [data]
+        size = sum(memoryview(p).nbytes for p in data)
         target = self.path(rel)
         parent = target.rsplit("/", 1)[0]
+        # A large local file is written while its header is computed (the HMAC releases
+        # the GIL), and the header goes in front last; elsewhere the header comes first.
+        overlap = framed and self.fs.type_name == "local" and size >= _OVERLAP_BYTES
+        parts = data if not framed or overlap else [header_of_parts(data, key, rel)] + data
 
         def put():
             with self._lock:
                 put_unlocked()
 
         def put_unlocked():
+            if overlap:
+                return _put_private(parent, target, parts, header_of=lambda: header_of_parts(
+                    data, key, rel), header_size=_header_size(key))
             if self.fs.type_name == "local":
                 return _put_private(parent, target, parts)
             self.fs.create_dir(parent, recursive=True)
@@ -408,19 +430,43 @@ def _private_dirs(path):
     os.chmod(path, 0o700)
 
 
-def _put_private(parent, target, parts):
-    """Write a local file 0600 (whatever the umask) under a temporary name, then rename."""
+def _header_size(key):
+    return _HEADER.size if key is None else _SIGNED_HEADER.size
+
+
+def _put_private(parent, target, parts, header_of=None, header_size=0):
+    """Write a local file 0600 (whatever the umask) under a temporary name, then rename.
+    With ``header_of``, ``header_size`` bytes are left in front, filled with what
+    ``header_of()`` returns, which runs in a thread while ``parts`` are written."""
     _private_dirs(parent)
     tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     try:
         os.fchmod(fd, 0o600)
-        with open(fd, "wb") as out:
+        result = []
+        worker = None
+        if header_of is not None:
+            worker = threading.Thread(target=lambda: result.append(header_of()),
+                                      name="store-header", daemon=True)
+            worker.start()
+        with open(fd, "wb", closefd=False) as out:
+            if worker is not None:
+                out.seek(header_size)
             for part in parts:
                 out.write(part)
+        if worker is not None:
+            worker.join()
+            if not result or len(result[0]) != header_size:
+                raise StoreError(f"Could not compute the header of {target}.")
+            os.pwrite(fd, result[0], 0)
+        os.close(fd)
+        fd = None
         os.replace(tmp, target)  # atomic, overwrites
     except BaseException:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
