@@ -29,6 +29,7 @@ from multiprocessing.connection import Listener, wait
 
 from . import jobfiles, node, procs, records
 from . import protocol as P
+from .tasklist import TaskColumns
 
 TARGET_BATCH_SECONDS = 0.25
 MIN_BATCH_SECONDS = 0.005
@@ -343,6 +344,8 @@ class Driver:
             runner.idle = False
             if isinstance(batch, range):
                 tasks = self.tasks[batch.start:batch.stop]
+            elif isinstance(self.tasks, TaskColumns):
+                tasks = self.tasks.take(batch)
             else:
                 tasks = [self.tasks[i] for i in batch]
             return self._send(runner, (P.TASKS, batch, tasks))

@@ -23,11 +23,16 @@ import pickle
 
 from . import keys, records, serialize
 from . import protocol as P
+from .tasklist import TaskColumns
 from .errors import UntrustedStoreFile
 
 
 def plain_tasks(task_kwargs):
-    """The tasks file's content when every kwargs dict is plain data, else None."""
+    """The tasks file's content when every kwargs dict is plain data, else None: in
+    columns (:mod:`dato_dist.tasklist`) when every task has the same argument names."""
+    columns = TaskColumns.of(task_kwargs)
+    if columns is not None:
+        return serialize.dumps_plain(columns.to_plain())
     return serialize.dumps_plain(("plain", task_kwargs))
 
 
@@ -138,10 +143,12 @@ class JobFiles:
         return keys.verify_json(self._key, SPEC, spec, self.store.display_path(self._rel(SPEC)))
 
     def read_payload(self):
-        """``(function_bytes, combiner_bytes, tasks)``: each task's kwargs as a dict of plain
-        data or as its pickle (bytes); neither needs the user's code to load here."""
+        """``(function_bytes, combiner_bytes, tasks)``: a sequence of each task's kwargs as a
+        dict of plain data (a list, or :class:`~dato_dist.tasklist.TaskColumns`) or as its
+        pickle (bytes); none needs the user's code to load here."""
         fn = self._read_pickle(FUNCTION)
-        _kind, tasks = self._read_pickle(TASKS)
+        data = self._read_pickle(TASKS)
+        tasks = TaskColumns.from_plain(data) if data[0] == "columns" else data[1]
         return fn["function"], fn["combiner"], tasks
 
     def write_launch(self, info):

@@ -4,7 +4,8 @@ A runner connects to its job's driver, receives the function, then asks for batc
 tasks until told to stop. For every task it records the result (or the exception's type,
 message and traceback), the start time and the run time, and sends the records back in
 groups. Task output goes to the runner's stdout/stderr, which every environment captures
-into the job's logs, with a marker line before each task.
+into the job's logs, with a marker line before each task's output (deferred after a tiny
+task: see :mod:`dato_dist.output`).
 """
 
 import argparse
@@ -22,16 +23,19 @@ import cloudpickle
 
 from . import procs, records, serialize
 from . import protocol as P
-from .output import OutputCap
+from .output import MarkedStream, OutputCap, TaskMarker
 
 #: A task running this long is reported to the driver right away.
 REPORT_AFTER = 0.2
-#: After a task shorter than this, the next one's marker line is not flushed at once (but
-#: within OUTPUT_FLUSH_INTERVAL): 10,000 tiny tasks must not cost 10,000 writes.
+#: After a task shorter than this, the next one's marker line is deferred: written only if
+#: that task writes output (see :mod:`dato_dist.output`), so 1,000,000 silent tiny tasks
+#: cost no log line and no write.
 TINY_TASK = 0.001
-OUTPUT_FLUSH_INTERVAL = 0.05
+#: A task still running after this long gets its deferred marker from the heartbeat thread.
+MARKER_AFTER = 0.05
 EXIT_NO_DRIVER, EXIT_DRIVER_GONE = P.EXIT_NO_DRIVER, P.EXIT_DRIVER_GONE
 _cap = None  # this runner's OutputCap, once the job's setting is known
+_marker = TaskMarker()  # the running task's marker line (see dato_dist.output)
 
 
 def _cleanup():
@@ -99,6 +103,12 @@ def _heartbeat(channel, state, interval, stop):
     while not stop.wait(0.05):
         current = state["current"]
         now = time.monotonic()
+        if (_marker.pending is not None and current is not None
+                and time.time() - current[1] >= MARKER_AFTER):
+            line = _marker.take()  # a slow task's output (even C-level) follows its marker
+            if line is not None:
+                sys.stdout.write(line)
+                _flush_output()
         fresh = (current is not None and current != reported
                  and time.time() - current[1] >= REPORT_AFTER)
         if not fresh and now - last_sent < interval:
@@ -120,49 +130,63 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
 
     This loop is the whole cost of a tiny task, so it is written for speed: a task with
     plain kwargs and no retries runs inline; the others go through :func:`_run_one`.
+    After a tiny task the next one's marker line is deferred (see :mod:`dato_dist.output`):
+    a silent tiny task writes nothing to the log.
     """
-    write, flush = sys.stdout.write, _flush_output
+    marker = _marker
+    marker.name_prefix = name_prefix
+    flush = _flush_output
     monotonic, clock, perf = time.monotonic, time.time, time.perf_counter
-    last_send = last_out = monotonic()
+    add_index, add_start = done["index"].append, done["start"].append
+    add_time, add_attempts = done["run_time"].append, done["attempts"].append
+    add_value = done["values"].append
+    inline = not max_retries
+    next_send = monotonic() + flush_interval
     tiny = False  # the previous task took under TINY_TASK seconds
     for index, payload in zip(indices, payloads):
-        write(f"[dato-dist] task {name_prefix}{index} started\n")
-        now = monotonic()
-        if not tiny or now - last_out > OUTPUT_FLUSH_INTERVAL:
-            flush()  # the marker is on disk if the task kills the process
-            last_out = now
-        if max_retries or type(payload) is not dict:
-            start, attempts, run_time, value, error = _run_one(
-                fn, payload, max_retries, index, state)
+        if tiny:
+            marker.pending = index  # written if the task writes output
         else:
+            marker.pending = None
+            sys.stdout.write(marker.line(index))
+            flush()  # the marker is on disk if the task kills the process
+        if inline and type(payload) is dict:
             start = clock()
             state["current"] = (index, start)
             t0 = perf()
-            attempts, error = 1, None
             try:
                 value = fn(**payload)
                 run_time = perf() - t0
+                attempts, error = 1, None
             except BaseException as e:  # a task's SystemExit must not end the runner either
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                error = (type(e).__name__, str(e), traceback.format_exc())
+                attempts, error = 1, (type(e).__name__, str(e), traceback.format_exc())
+        else:
+            start, attempts, run_time, value, error = _run_one(
+                fn, payload, max_retries, index, state)
         state["current"] = None
         if error is None:
-            done["index"].append(index)
-            done["start"].append(start)
-            done["run_time"].append(run_time)
-            done["attempts"].append(attempts)
-            done["values"].append(value)
+            add_index(index)
+            add_start(start)
+            add_time(run_time)
+            add_attempts(attempts)
+            add_value(value)
             tiny = run_time < TINY_TASK
         else:
             done["other"].append(records.failure(index, start, attempts, worker, *error))
             tiny = False
-        if not tiny:
-            flush()
-        if monotonic() - last_send > flush_interval:
+        if not tiny or marker.pending is None:
+            flush()  # the task wrote output (its marker is out): it goes out in order
+        if monotonic() > next_send:
+            marker.pending = None
             channel.send((P.RESULTS, records.seal(done)))
             done = records.new_batch(worker)
-            last_send = monotonic()
+            add_index, add_start = done["index"].append, done["start"].append
+            add_time, add_attempts = done["run_time"].append, done["attempts"].append
+            add_value = done["values"].append
+            next_send = monotonic() + flush_interval
+    marker.pending = None
     flush()
     return done
 
@@ -231,6 +255,9 @@ def _serve(address, authkey, runner_id):
     global _cap
     if _cap is None:
         _cap = OutputCap.install(settings["max_task_output"])
+    if not isinstance(sys.stdout, MarkedStream):
+        sys.stdout = MarkedStream(sys.stdout, _marker)
+        sys.stderr = MarkedStream(sys.stderr, _marker)
     try:
         fn = cloudpickle.loads(function_bytes)
     except Exception as e:  # e.g. the function's module is not importable here
