@@ -23,6 +23,7 @@ from .errors import (
 )
 from .jobfiles import COMBINER_INDEX, JobFiles
 from .metrics import format_time, metrics_table
+from .tasklist import TaskNames
 from .records import Records
 from .store import Store
 
@@ -386,7 +387,11 @@ class Job:
     def get_metrics(self):
         """The per-task metrics table so far (None before any task started); never waits."""
         state = self._state()
-        return metrics_table(self._task_names, self._read_records(),
+        if self._names is None and "task_names" not in self._spec:
+            names = TaskNames(self._spec["task_name_prefix"], self._num_tasks)  # lazy
+        else:
+            names = self._task_names
+        return metrics_table(names, self._read_records(),
                              state.get("running"))
 
     def get_parameters(self):

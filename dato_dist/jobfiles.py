@@ -27,10 +27,11 @@ from .tasklist import TaskColumns
 from .errors import UntrustedStoreFile
 
 
-def plain_tasks(task_kwargs):
+def plain_tasks(task_kwargs, *, columns=None):
     """The tasks file's content when every kwargs dict is plain data, else None: in
-    columns (:mod:`dato_dist.tasklist`) when every task has the same argument names."""
-    columns = TaskColumns.of(task_kwargs)
+    columns (:mod:`dato_dist.tasklist`) when every task has the same argument names
+    (``columns``: ``TaskColumns.of(task_kwargs)``, when the caller has it already)."""
+    columns = TaskColumns.of(task_kwargs) if columns is None else columns
     if columns is not None:
         return serialize.dumps_plain(columns.to_plain())
     return serialize.dumps_plain(("plain", task_kwargs))

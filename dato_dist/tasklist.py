@@ -76,3 +76,26 @@ class TaskColumns:
         """The tasks at ``indices`` (a list of ints), as ``TaskColumns``."""
         return TaskColumns(self.names, [list(map(c.__getitem__, indices))
                                         for c in self.columns], len(indices))
+
+
+class TaskNames:
+    """The names ``<prefix>0 .. <prefix><n-1>`` as a sequence, each made when asked for
+    (a million names as a list cost 70 MB)."""
+
+    __slots__ = ("prefix", "count")
+
+    def __init__(self, prefix, count):
+        self.prefix, self.count = prefix, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [f"{self.prefix}{k}" for k in range(self.count)[i]]
+        if not -self.count <= i < self.count:
+            raise IndexError("task index out of range")
+        return f"{self.prefix}{i % self.count}"
+
+    def __iter__(self):
+        return map(f"{self.prefix}{{}}".format, range(self.count))
