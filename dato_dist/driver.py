@@ -413,7 +413,7 @@ class Driver:
     def flush(self):
         """Write new records as one results batch, and the state when it changed."""
         if self.unflushed:
-            self.files.write_results(self.batch_no, self.unflushed)
+            self.files.write_results(self.batch_no, list(map(records.compact, self.unflushed)))
             self.batch_no += 1
             self.unflushed = []
         # The state's "updated" is the driver's heartbeat in the store: clients report a job

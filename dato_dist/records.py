@@ -6,7 +6,8 @@ list entries instead of a dict of ten keys, so 10,000 tiny tasks travel and are 
 handful of lists. A batch is a plain dict:
 
 ``index``, ``start``, ``run_time``, ``attempts``
-    one entry per completed task
+    one entry per completed task (lists; ``array`` objects in the store, see
+    :func:`compact`)
 ``values``
     their results: the values themselves when every one is plain data (numbers, strings,
     bytes and containers of them), else each one pickled on its own (``pickled`` is True):
@@ -72,6 +73,21 @@ def failure(index, start, attempts, worker, exc_type, message, tb):
     return {"index": index, "status": "Failed", "start": start, "run_time": None,
             "exception": exc_type, "exception_message": message, "exception_traceback": tb,
             "result": None, "attempts": attempts, "worker": worker}
+
+
+#: The numeric columns of a batch as the driver stores them: arrays of 8-byte entries.
+ARRAY_COLUMNS = {"index": "q", "start": "d", "run_time": "d", "attempts": "q"}
+
+
+def compact(batch):
+    """``batch`` as it is stored: its numeric columns as ``array`` objects, which pickle as
+    raw bytes and cost 8 bytes an entry once read back (a list of floats costs 32)."""
+    if not batch["index"]:
+        return batch
+    out = dict(batch)
+    for key, code in ARRAY_COLUMNS.items():
+        out[key] = array(code, batch[key])
+    return out
 
 
 def size(batch):
