@@ -36,11 +36,11 @@ class TaskColumns:
         if not task_kwargs or type(task_kwargs[0]) is not dict:
             return None
         names = tuple(task_kwargs[0])
-        if set(map(len, task_kwargs)) != {len(names)}:
-            return None
         try:  # same length and every name present: the same names (order aside)
+            if set(map(len, task_kwargs)) != {len(names)}:
+                return None
             columns = [list(map(operator.itemgetter(name), task_kwargs)) for name in names]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, IndexError):
             return None
         return cls(names, columns, len(task_kwargs))
 

@@ -114,3 +114,12 @@ def announce_then_sleep(i, seconds):
     print(f"announcing task {i}", flush=True)
     time.sleep(seconds)
     return i
+
+
+def speaks_every(i, every):
+    """Tiny; prints (Python-level and straight to fd 1) only when ``i % every == 0``."""
+    if i % every == 0:
+        print(f"task {i} says hi")
+        sys.stdout.flush()
+        os.write(1, f"task {i} fd-level\n".encode())
+    return i
