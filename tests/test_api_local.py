@@ -241,3 +241,20 @@ def test_metrics_of_many_tasks_keep_the_table_contract(env2):
     assert "add-0-9 " in text and "add-0-10 " not in text  # the head only: 10 rows
     shown = str(job)
     assert f"[{n} rows x {len(COLUMNS)} columns]" in shown and "add-0-10 " not in shown
+
+
+def test_a_slow_task_after_tiny_ones_shows_running_and_gets_its_marker(env2):
+    import time
+
+    n = 400
+    params = [{"i": i, "seconds": 0} for i in range(n)] + [{"i": n, "seconds": 3}]
+    job = gl.deploy.map_job.create(tasks.sleepy, params, environment=env2)
+    deadline, running = time.monotonic() + 20, None
+    while time.monotonic() < deadline and running is None:
+        metrics = job.get_metrics()
+        rows = [] if metrics is None else [r for r in metrics if r["status"] == "Running"]
+        running = next((r for r in rows if r["task_name"] == f"sleepy-0-{n}"), None)
+        time.sleep(0.05)
+    assert running is not None, "the slow task never showed Running"
+    assert job.get_map_results() == [i * i for i in range(n + 1)]
+    assert f"[dato-dist] task sleepy-0-{n} started\n" in "".join(job.read_logs().values())
