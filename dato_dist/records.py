@@ -125,6 +125,7 @@ class Records(collections.abc.Mapping):
     def __init__(self, batches=()):
         self._batches = []
         self._where = None  # index -> (batch, position) or (record, None), built on demand
+        self._scans = 0  # membership questions answered by scanning the columns
         for batch in batches:
             self.add(batch)
 
@@ -154,6 +155,14 @@ class Records(collections.abc.Mapping):
 
     def __iter__(self):
         return iter(self._index())
+
+    def __contains__(self, index):
+        self._scans += 1
+        if self._where is not None or self._scans > 2:
+            return index in self._index()
+        # No index of a million entries for a question or two (the combiner's record).
+        return any(index in batch["index"] or any(r["index"] == index for r in batch["other"])
+                   for batch in self._batches)
 
     def __len__(self):
         return len(self._index())

@@ -26,6 +26,9 @@ from . import procs, records, serialize
 from . import protocol as P
 from .output import MarkedStream, OutputCap, TaskMarker
 
+#: A batch of at least this many tasks (tiny ones: see driver._batch_size) makes the
+#: runner ask for the next batch before it runs this one.
+PREFETCH_FROM = 64
 #: A task running this long is reported to the driver right away.
 REPORT_AFTER = 0.2
 #: After a task shorter than this, the next one's marker line is deferred: written only if
@@ -346,16 +349,27 @@ def _serve(address, authkey, runner_id):
                             daemon=True)
     beat.start()
     done = records.new_batch(worker)
+    asked = 0  # 1 while a WANT is out unanswered (sent early for a big batch)
     try:
         while True:
-            channel.send((P.WANT, records.seal(done)))
-            done = records.new_batch(worker)
+            if not asked:
+                channel.send((P.WANT, records.seal(done)))
+                done, asked = records.new_batch(worker), 1
+            elif records.size(done):  # the next WANT is out already: the records go now
+                channel.send((P.RESULTS, records.seal(done)))
+                done = records.new_batch(worker)
             msg = channel.recv()
+            asked -= 1
             if msg[0] == P.STOP:
                 return 0
             if msg[0] == P.COMBINE:
                 _combine(combiner_bytes, msg[1], worker, state, done)
                 continue
+            if len(msg[1]) >= PREFETCH_FROM and not asked:
+                # Ask for the next batch now: the driver answers while this one runs, so a
+                # runner of tiny tasks never waits for a round trip.
+                channel.send((P.WANT, records.new_batch(worker)))
+                asked = 1
             done = _run_batch(fn, msg[1], msg[2], name_prefix, max_retries, worker, state,
                               done, channel, flush_interval)
     except (EOFError, OSError):
