@@ -127,3 +127,32 @@ def test_locate_finds_each_task_and_a_later_batch_wins():
     batch_of, pos_of, batches, other = got.locate(10)
     assert list(batch_of) == [0, 0, 1, 0, -2, -1, 1, -1, 1, -1]
     assert batches[batch_of[2]]["values"][pos_of[2]] == 20 and other[4]["exception"] == "E"
+
+
+def test_tiny_tasks_called_by_position_bind_as_by_name(env2):
+    import functools
+
+    from dato_dist.runner import _positional_order
+
+    def f(x, y, z=0):
+        return x, y, z
+
+    def kw_only(x, *, y):
+        return x, y
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(**kwargs)  # takes keywords only: must be called by name
+
+    assert _positional_order(f, ("y", "x")) == [1, 0]  # columns reordered to (x, y)
+    assert _positional_order(f, ("x", "y", "z")) == [0, 1, 2]
+    for fn, names in ((f, ("x", "z")), (kw_only, ("x", "y")), (wrapper, ("x", "y")),
+                      (functools.partial(f, 1), ("y",)), (max, ("x",)), (f, ())):
+        assert _positional_order(fn, names) is None, (fn, names)
+    # A whole job: keys in another order than the parameters, a keyword-only one too.
+    job = gl.deploy.map_job.create(tasks.minus, [{"y": 1, "x": 10 + i} for i in range(500)],
+                                   environment=env2)
+    assert job.get_map_results() == [9 + i for i in range(500)]
+    job = gl.deploy.map_job.create(tasks.minus, [{"y": 1, "scale": 2, "x": 10 + i}
+                                                 for i in range(500)], environment=env2)
+    assert job.get_map_results() == [2 * (9 + i) for i in range(500)]
