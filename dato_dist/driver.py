@@ -309,8 +309,12 @@ class Driver:
         if records.size(batch):
             self.unflushed.append(batch)
         if runner is not None:
-            gone = set(finished)
-            runner.inflight = [i for i in runner.inflight if i not in gone]
+            k = len(finished)
+            if runner.inflight[:k] == finished:  # the usual case: done in the order handed out
+                del runner.inflight[:k]
+            else:
+                gone = set(finished)
+                runner.inflight = [i for i in runner.inflight if i not in gone]
         self._state_dirty = True
 
     def _batch_size(self):

@@ -80,9 +80,10 @@ ARRAY_COLUMNS = {"index": "q", "start": "d", "run_time": "d", "attempts": "q"}
 
 
 def compact(batch):
-    """``batch`` as it is stored: its numeric columns as ``array`` objects, which pickle as
-    raw bytes and cost 8 bytes an entry once read back (a list of floats costs 32)."""
-    if not batch["index"]:
+    """``batch`` as it travels and is stored: its numeric columns as ``array`` objects,
+    which pickle as raw bytes and cost 8 bytes an entry once read back (a list of floats
+    costs 32)."""
+    if not batch["index"] or type(batch["index"]) is array:
         return batch
     out = dict(batch)
     for key, code in ARRAY_COLUMNS.items():
@@ -95,7 +96,13 @@ def size(batch):
 
 
 def indices(batch):
-    return batch["index"] + [r["index"] for r in batch["other"]]
+    """Every task index of ``batch``, as a list."""
+    return [*batch["index"], *(r["index"] for r in batch["other"])]
+
+
+def pack(batch):
+    """What a runner sends: ``batch`` sealed (:func:`seal`) and compact (:func:`compact`)."""
+    return compact(seal(batch))
 
 
 def without(batch, drop):
@@ -110,6 +117,13 @@ def without(batch, drop):
                 out[key].append(batch[key][pos])
     out["other"] = [r for r in batch["other"] if r["index"] not in drop]
     return out
+
+
+def _contiguous(ix, n):
+    """True if the indices ``ix`` are ``a, a+1, .., b`` within ``0..n-1`` (checked at C
+    speed)."""
+    return bool(ix) and 0 <= ix[0] and ix[-1] < n and ix[-1] - ix[0] + 1 == len(ix) and all(
+        map(operator.lt, ix, itertools.islice(ix, 1, None)))
 
 
 _UNRECORDED = object()  # a task with no record, in map_values (None is a result)
@@ -177,8 +191,7 @@ class Records(collections.abc.Mapping):
         other = {}
         for number, batch in enumerate(self._batches):
             ix = batch["index"]
-            if ix and 0 <= ix[0] and ix[-1] < n and ix[-1] - ix[0] + 1 == len(ix) and all(
-                    map(operator.lt, ix, itertools.islice(ix, 1, None))):
+            if _contiguous(ix, n):
                 batch_of[ix[0]:ix[-1] + 1] = array("l", [number]) * len(ix)
                 pos_of[ix[0]:ix[-1] + 1] = array("l", range(len(ix)))
             else:
@@ -238,6 +251,8 @@ class Records(collections.abc.Mapping):
                 for index, value in zip(batch["index"], batch["values"]):
                     if 0 <= index < n:
                         out[index] = serialize.loads(value)
+            elif _contiguous(batch["index"], n):  # the usual batch: one slice
+                out[batch["index"][0]:batch["index"][-1] + 1] = batch["values"]
             elif batch["index"] and 0 <= min(batch["index"]) and max(batch["index"]) < n:
                 for index, value in zip(batch["index"], batch["values"]):
                     out[index] = value

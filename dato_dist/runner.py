@@ -290,7 +290,7 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
                              perf() + (next_send - monotonic()))
         if monotonic() > next_send:
             marker.pending = None
-            channel.send((P.RESULTS, records.seal(done)))
+            channel.send((P.RESULTS, records.pack(done)))
             done = records.new_batch(worker)
             add_index, add_start = done["index"].append, done["start"].append
             add_time, add_attempts = done["run_time"].append, done["attempts"].append
@@ -387,10 +387,10 @@ def _serve(address, authkey, runner_id):
     try:
         while True:
             if not asked:
-                channel.send((P.WANT, records.seal(done)))
+                channel.send((P.WANT, records.pack(done)))
                 done, asked = records.new_batch(worker), 1
             elif records.size(done):  # the next WANT is out already: the records go now
-                channel.send((P.RESULTS, records.seal(done)))
+                channel.send((P.RESULTS, records.pack(done)))
                 done = records.new_batch(worker)
             msg = channel.recv()
             asked -= 1
