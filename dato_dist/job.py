@@ -385,7 +385,12 @@ class Job:
         return values
 
     def get_metrics(self):
-        """The per-task metrics table so far (None before any task started); never waits."""
+        """The per-task metrics table so far (None before any task started); never waits.
+
+        The table is lazy (:class:`~dato_dist.table.LazyTable`): a row is made when asked
+        for (``metrics[i]``, iteration, the printed head, a column, ``to_dataframe()``), so
+        a million tasks' table costs about what ``get_map_results()`` does.
+        """
         state = self._state()
         if self._names is None and "task_names" not in self._spec:
             names = TaskNames(self._spec["task_name_prefix"], self._num_tasks)  # lazy
