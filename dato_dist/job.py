@@ -23,9 +23,9 @@ from .errors import (
 )
 from .jobfiles import COMBINER_INDEX, JobFiles
 from .metrics import format_time, metrics_table
-from .tasklist import TaskNames
 from .records import Records
 from .store import Store
+from .tasklist import TaskNames
 
 log = logging.getLogger(__name__)
 

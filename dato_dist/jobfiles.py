@@ -23,8 +23,8 @@ import pickle
 
 from . import keys, records, serialize
 from . import protocol as P
-from .tasklist import TaskColumns
 from .errors import UntrustedStoreFile
+from .tasklist import TaskColumns
 
 
 def plain_tasks(task_kwargs, *, columns=None):
