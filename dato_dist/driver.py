@@ -29,6 +29,7 @@ from multiprocessing.connection import Listener, wait
 
 from . import jobfiles, node, procs, records
 from . import protocol as P
+from .tasklist import TaskColumns
 
 TARGET_BATCH_SECONDS = 0.25
 MIN_BATCH_SECONDS = 0.005
@@ -313,8 +314,12 @@ class Driver:
         if records.size(batch):
             self.unflushed.append(batch)
         if runner is not None:
-            gone = set(finished)
-            runner.inflight = [i for i in runner.inflight if i not in gone]
+            k = len(finished)
+            if runner.inflight[:k] == finished:  # the usual case: done in the order handed out
+                del runner.inflight[:k]
+            else:
+                gone = set(finished)
+                runner.inflight = [i for i in runner.inflight if i not in gone]
         self._state_dirty = True
 
     def _batch_size(self):
@@ -348,6 +353,8 @@ class Driver:
             runner.idle = False
             if isinstance(batch, range):
                 tasks = self.tasks[batch.start:batch.stop]
+            elif isinstance(self.tasks, TaskColumns):
+                tasks = self.tasks.take(batch)
             else:
                 tasks = [self.tasks[i] for i in batch]
             return self._send(runner, (P.TASKS, batch, tasks))
@@ -415,7 +422,7 @@ class Driver:
     def flush(self):
         """Write new records as one results batch, and the state when it changed."""
         if self.unflushed:
-            self.files.write_results(self.batch_no, self.unflushed)
+            self.files.write_results(self.batch_no, list(map(records.compact, self.unflushed)))
             self.batch_no += 1
             self.unflushed = []
         # The state's "updated" is the driver's heartbeat in the store: clients report a job
@@ -548,7 +555,7 @@ def _read_payload(files):
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         payload = unframe(m, files.store.display_path(rel), files.key, rel)
         try:
-            _kind, tasks = pickle.loads(payload)  # verified just above
+            tasks = jobfiles.tasks_of(pickle.loads(payload))  # verified just above
         finally:
             payload.release()  # the map closes only once no view of it is left
     return fn_bytes, comb_bytes, tasks

@@ -25,6 +25,7 @@ from .jobfiles import COMBINER_INDEX, JobFiles
 from .metrics import format_time, metrics_table
 from .records import Records
 from .store import Store
+from .tasklist import TaskNames
 
 log = logging.getLogger(__name__)
 
@@ -387,9 +388,18 @@ class Job:
         return values
 
     def get_metrics(self):
-        """The per-task metrics table so far (None before any task started); never waits."""
+        """The per-task metrics table so far (None before any task started); never waits.
+
+        The table is lazy (:class:`~dato_dist.table.LazyTable`): a row is made when asked
+        for (``metrics[i]``, iteration, the printed head, a column, ``to_dataframe()``), so
+        a million tasks' table costs about what ``get_map_results()`` does.
+        """
         state = self._state()
-        return metrics_table(self._task_names, self._read_records(),
+        if self._names is None and "task_names" not in self._spec:
+            names = TaskNames(self._spec["task_name_prefix"], self._num_tasks)  # lazy
+        else:
+            names = self._task_names
+        return metrics_table(names, self._read_records(),
                              state.get("running"))
 
     def get_parameters(self):

@@ -24,10 +24,16 @@ import pickle
 from . import keys, records, serialize
 from . import protocol as P
 from .errors import UntrustedStoreFile
+from .tasklist import TaskColumns
 
 
-def plain_tasks(task_kwargs):
-    """The tasks file's content when every kwargs dict is plain data, else None."""
+def plain_tasks(task_kwargs, *, columns=None):
+    """The tasks file's content when every kwargs dict is plain data, else None: in
+    columns (:mod:`dato_dist.tasklist`) when every task has the same argument names
+    (``columns``: ``TaskColumns.of(task_kwargs)``, when the caller has it already)."""
+    columns = TaskColumns.of(task_kwargs) if columns is None else columns
+    if columns is not None:
+        return serialize.dumps_plain(columns.to_plain())
     return serialize.dumps_plain(("plain", task_kwargs))
 
 
@@ -43,6 +49,11 @@ def task_names(spec):
         return spec["task_names"]
     prefix = spec["task_name_prefix"]
     return [f"{prefix}{i}" for i in range(spec["num_tasks"])]
+
+
+def tasks_of(data):
+    """The tasks of a loaded tasks file: :class:`TaskColumns`, or the list it holds."""
+    return TaskColumns.from_plain(data) if data[0] == "columns" else data[1]
 
 
 def pickled_tasks(task_kwargs_bytes):
@@ -138,13 +149,14 @@ class JobFiles:
         return keys.verify_json(self._key, SPEC, spec, self.store.display_path(self._rel(SPEC)))
 
     def read_payload(self, tasks=True):
-        """``(function_bytes, combiner_bytes, tasks)``: each task's kwargs as a dict of plain
-        data or as its pickle (bytes); neither needs the user's code to load here. With
-        ``tasks=False`` the tasks file is not read (``tasks`` is None)."""
+        """``(function_bytes, combiner_bytes, tasks)``: a sequence of each task's kwargs as a
+        dict of plain data (a list, or :class:`~dato_dist.tasklist.TaskColumns`) or as its
+        pickle (bytes); none needs the user's code to load here. With ``tasks=False`` the
+        tasks file is not read (``tasks`` is None)."""
         fn = self._read_pickle(FUNCTION)
         if not tasks:
             return fn["function"], fn["combiner"], None
-        _kind, tasks = self._read_pickle(TASKS)
+        tasks = tasks_of(self._read_pickle(TASKS))
         return fn["function"], fn["combiner"], tasks
 
     def write_launch(self, info):

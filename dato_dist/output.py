@@ -1,9 +1,20 @@
-"""A cap on each task's output in a runner's log.
+"""Task marker lines and a cap on each task's output in a runner's log.
 
-The runner's stdout and stderr (file descriptors 1 and 2, so C code and subprocesses of a
-task are included) become a pipe; a thread copies it to the log as it comes and counts the
-bytes after each task's marker line (``[dato-dist] task NAME started``). Past the cap, a
-task's output is dropped and, when the task ends, a line says how much was dropped.
+**Markers.** A line ``[dato-dist] task NAME started`` precedes a task's output in its
+runner's log. It is written before the task runs when the task before it took
+``runner.TINY_TASK`` (1 ms) or more (so the log says which task ran when a runner died);
+after a run of tiny tasks it is *deferred*: written only if the task writes output, just
+before the first text it writes to ``sys.stdout`` or ``sys.stderr`` (:class:`TaskMarker`,
+:class:`MarkedStream`), or by the runner's heartbeat thread once the task has run
+``runner.MARKER_AFTER`` (50 ms). A million silent tiny tasks thus add nothing to the log,
+and a task's output follows its own marker; the one exception is output that a task
+shorter than 50 ms, run right after a tiny one, writes straight to file descriptors 1 and
+2 (C code, a subprocess) without printing: it follows the previous marker.
+
+**Cap.** The runner's stdout and stderr (file descriptors 1 and 2, so C code and
+subprocesses of a task are included) become a pipe; a thread copies it to the log as it
+comes and counts the bytes after each task's marker line. Past the cap, a task's output
+is dropped and, when the task ends, a line says how much was dropped.
 """
 
 import os
@@ -14,6 +25,54 @@ import threading
 MARKER = b"[dato-dist] task "
 #: The longest marker line kept whole while waiting for its end of line.
 MAX_MARKER_LINE = 4096
+
+
+class TaskMarker:
+    """The marker of the running task, written only when the task writes output.
+
+    The runner sets :attr:`pending` to the task's index (a deferred marker) or None (no
+    task, or its marker is written already); :meth:`take` returns the marker line once and
+    clears :attr:`pending`: the task's first write (:class:`MarkedStream`) or the cap's
+    thread calls it.
+    """
+
+    def __init__(self, name_prefix=""):
+        self.name_prefix = name_prefix
+        self.pending = None
+        self._lock = threading.Lock()
+
+    def line(self, index):
+        return f"[dato-dist] task {self.name_prefix}{index} started\n"
+
+    def take(self):
+        """The pending marker line (then no longer pending), or None."""
+        if self.pending is None:
+            return None
+        with self._lock:
+            index, self.pending = self.pending, None
+        return None if index is None else self.line(index)
+
+
+class MarkedStream:
+    """``sys.stdout`` / ``sys.stderr`` of a runner: writes the pending marker (if any)
+    before the first text a task writes, else passes everything to ``stream``."""
+
+    def __init__(self, stream, marker):
+        self._stream, self._marker = stream, marker
+
+    def write(self, text):
+        if self._marker.pending is not None and text:
+            line = self._marker.take()
+            if line is not None:
+                self._stream.write(line)
+        return self._stream.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):  # flush, fileno, buffer, encoding, isatty, ...
+        return getattr(self._stream, name)
 
 
 class OutputCap:

@@ -6,7 +6,8 @@ list entries instead of a dict of ten keys, so 10,000 tiny tasks travel and are 
 handful of lists. A batch is a plain dict:
 
 ``index``, ``start``, ``run_time``, ``attempts``
-    one entry per completed task
+    one entry per completed task (lists; ``array`` objects in the store, see
+    :func:`compact`)
 ``values``
     their results: the values themselves when every one is plain data (numbers, strings,
     bytes and containers of them), else each one pickled on its own (``pickled`` is True):
@@ -21,6 +22,7 @@ handful of lists. A batch is a plain dict:
 import collections.abc
 import itertools
 import operator
+from array import array
 
 from . import protocol as P
 from . import serialize
@@ -73,12 +75,34 @@ def failure(index, start, attempts, worker, exc_type, message, tb):
             "result": None, "attempts": attempts, "worker": worker}
 
 
+#: The numeric columns of a batch as the driver stores them: arrays of 8-byte entries.
+ARRAY_COLUMNS = {"index": "q", "start": "d", "run_time": "d", "attempts": "q"}
+
+
+def compact(batch):
+    """``batch`` as it travels and is stored: its numeric columns as ``array`` objects,
+    which pickle as raw bytes and cost 8 bytes an entry once read back (a list of floats
+    costs 32)."""
+    if not batch["index"] or type(batch["index"]) is array:
+        return batch
+    out = dict(batch)
+    for key, code in ARRAY_COLUMNS.items():
+        out[key] = array(code, batch[key])
+    return out
+
+
 def size(batch):
     return len(batch["index"]) + len(batch["other"])
 
 
 def indices(batch):
-    return batch["index"] + [r["index"] for r in batch["other"]]
+    """Every task index of ``batch``, as a list."""
+    return [*batch["index"], *(r["index"] for r in batch["other"])]
+
+
+def pack(batch):
+    """What a runner sends: ``batch`` sealed (:func:`seal`) and compact (:func:`compact`)."""
+    return compact(seal(batch))
 
 
 def without(batch, drop):
@@ -95,6 +119,13 @@ def without(batch, drop):
     return out
 
 
+def _contiguous(ix, n):
+    """True if the indices ``ix`` are ``a, a+1, .., b`` within ``0..n-1`` (checked at C
+    speed)."""
+    return bool(ix) and 0 <= ix[0] and ix[-1] < n and ix[-1] - ix[0] + 1 == len(ix) and all(
+        map(operator.lt, ix, itertools.islice(ix, 1, None)))
+
+
 _UNRECORDED = object()  # a task with no record, in map_values (None is a result)
 
 
@@ -108,6 +139,7 @@ class Records(collections.abc.Mapping):
     def __init__(self, batches=()):
         self._batches = []
         self._where = None  # index -> (batch, position) or (record, None), built on demand
+        self._scans = 0  # membership questions answered by scanning the columns
         for batch in batches:
             self.add(batch)
 
@@ -138,8 +170,39 @@ class Records(collections.abc.Mapping):
     def __iter__(self):
         return iter(self._index())
 
+    def __contains__(self, index):
+        self._scans += 1
+        if self._where is not None or self._scans > 2:
+            return index in self._index()
+        # No index of a million entries for a question or two (the combiner's record).
+        return any(index in batch["index"] or any(r["index"] == index for r in batch["other"])
+                   for batch in self._batches)
+
     def __len__(self):
         return len(self._index())
+
+    def locate(self, n):
+        """Where the record of each task ``0..n-1`` is, for columnar readers (metrics):
+        ``(batch_of, pos_of, batches, other)``. ``batch_of[i]`` is the number of the batch
+        holding task ``i`` in its columns (at ``pos_of[i]``), ``-2`` when its record is the
+        full dict ``other[i]``, ``-1`` when it has none. A later batch wins. Contiguous
+        runs of indices (the usual batch) are filled by slice, at C speed."""
+        batch_of, pos_of = array("l", [-1]) * n, array("l", [0]) * n
+        other = {}
+        for number, batch in enumerate(self._batches):
+            ix = batch["index"]
+            if _contiguous(ix, n):
+                batch_of[ix[0]:ix[-1] + 1] = array("l", [number]) * len(ix)
+                pos_of[ix[0]:ix[-1] + 1] = array("l", range(len(ix)))
+            else:
+                for pos, index in enumerate(ix):
+                    if 0 <= index < n:
+                        batch_of[index], pos_of[index] = number, pos
+            for record in batch["other"]:
+                if 0 <= record["index"] < n:
+                    batch_of[record["index"]] = -2
+                    other[record["index"]] = record
+        return batch_of, pos_of, self._batches, other
 
     def completed(self, index):
         found = self._index().get(index)
@@ -188,6 +251,8 @@ class Records(collections.abc.Mapping):
                 for index, value in zip(batch["index"], batch["values"]):
                     if 0 <= index < n:
                         out[index] = serialize.loads(value)
+            elif _contiguous(batch["index"], n):  # the usual batch: one slice
+                out[batch["index"][0]:batch["index"][-1] + 1] = batch["values"]
             elif batch["index"] and 0 <= min(batch["index"]) and max(batch["index"]) < n:
                 for index, value in zip(batch["index"], batch["values"]):
                     out[index] = value

@@ -4,11 +4,14 @@ A runner connects to its job's driver, receives the function, then asks for batc
 tasks until told to stop. For every task it records the result (or the exception's type,
 message and traceback), the start time and the run time, and sends the records back in
 groups. Task output goes to the runner's stdout/stderr, which every environment captures
-into the job's logs, with a marker line before each task.
+into the job's logs, with a marker line before each task's output (deferred after a tiny
+task: see :mod:`dato_dist.output`).
 """
 
 import argparse
 import copy
+import inspect
+import operator
 import os
 import signal
 import socket
@@ -16,22 +19,30 @@ import sys
 import threading
 import time
 import traceback
+import types
 from multiprocessing.connection import Client
 
 import cloudpickle
 
 from . import procs, records, serialize
 from . import protocol as P
-from .output import OutputCap
+from .output import MarkedStream, OutputCap, TaskMarker
+from .tasklist import TaskColumns
 
+#: A batch of at least this many tasks (tiny ones: see driver._batch_size) makes the
+#: runner ask for the next batch before it runs this one.
+PREFETCH_FROM = 64
 #: A task running this long is reported to the driver right away.
 REPORT_AFTER = 0.2
-#: After a task shorter than this, the next one's marker line is not flushed at once (but
-#: within OUTPUT_FLUSH_INTERVAL): 10,000 tiny tasks must not cost 10,000 writes.
+#: After a task shorter than this, the next one's marker line is deferred: written only if
+#: that task writes output (see :mod:`dato_dist.output`), so 1,000,000 silent tiny tasks
+#: cost no log line and no write.
 TINY_TASK = 0.001
-OUTPUT_FLUSH_INTERVAL = 0.05
+#: A task still running after this long gets its deferred marker from the heartbeat thread.
+MARKER_AFTER = 0.05
 EXIT_NO_DRIVER, EXIT_DRIVER_GONE = P.EXIT_NO_DRIVER, P.EXIT_DRIVER_GONE
 _cap = None  # this runner's OutputCap, once the job's setting is known
+_marker = TaskMarker()  # the running task's marker line (see dato_dist.output)
 
 
 def _cleanup():
@@ -97,8 +108,14 @@ def _heartbeat(channel, state, interval, stop):
     driver's metrics show it Running without a message per (tiny) task."""
     last_sent, reported = time.monotonic(), None
     while not stop.wait(0.05):
-        current = state["current"]
+        current = _current(state)
         now = time.monotonic()
+        if (_marker.pending is not None and current is not None
+                and time.time() - current[1] >= MARKER_AFTER):
+            line = _marker.take()  # a slow task's output (even C-level) follows its marker
+            if line is not None:
+                sys.stdout.write(line)
+                _flush_output()
         fresh = (current is not None and current != reported
                  and time.time() - current[1] >= REPORT_AFTER)
         if not fresh and now - last_sent < interval:
@@ -112,6 +129,100 @@ def _heartbeat(channel, state, interval, stop):
         last_sent, reported = now, current
 
 
+def _current(state):
+    """``(index, start)`` of the task running now, or None."""
+    run = state.get("tiny")
+    if run is None:
+        return state["current"]
+    indices, t0s, t1s, offset = run  # _run_tiny's columns, growing as it runs
+    k = len(t0s)
+    if k > len(t1s) and k <= len(indices):  # between the task's two clock reads
+        return (indices[k - 1], offset + t0s[k - 1])
+    return None
+
+
+def _positional_order(fn, names):
+    """For a plain Python function whose first parameters are exactly ``names`` (any
+    order), each positional parameter's position in ``names``; else None. Calling it with
+    the values in that order binds exactly as ``fn(**dict(zip(names, values)))`` does,
+    without making a dict per task (a third of a tiny task's cost)."""
+    if not names or type(fn) is not types.FunctionType:
+        return None
+    key = (fn, names)
+    if key not in _ORDERS:
+        try:
+            params = list(inspect.signature(fn, follow_wrapped=False).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        first = params[:len(names)]
+        ok = len(first) == len(names) and all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in first) and (
+            sorted(p.name for p in first) == sorted(names))
+        _ORDERS.clear()  # one job's function at a time
+        _ORDERS[key] = [names.index(p.name) for p in first] if ok else None
+    return _ORDERS[key]
+
+
+_ORDERS = {}
+
+
+def _run_tiny(fn, tasks, marker, state, done, send_at):
+    """Run ``tasks`` (an iterator of ``(index, kwargs dict)``) in the tightest loop there
+    is, while each task takes under TINY_TASK and until ``perf_counter()`` passes
+    ``send_at``; add their records to ``done``. Returns whether the last task was tiny.
+
+    Per task: its (deferred) marker, two clock reads, the call, three appends; the
+    columns of ``done`` are made once at the end, and the heartbeat learns the running
+    task from the growing lists (:func:`_current`), not from a store per task. A task's
+    arguments are a dict (``fn(**kwargs)``) or a tuple in parameter order (``fn(*args)``,
+    see :func:`_positional_order`).
+    """
+    perf = time.perf_counter
+    offset = time.time() - perf()  # a perf_counter reading plus this is wall time
+    indices, t0s, t1s, values = [], [], [], []
+    add_index, add_t0, add_t1, add_value = indices.append, t0s.append, t1s.append, values.append
+    flush = _flush_output
+    state["tiny"] = (indices, t0s, t1s, offset)
+    tiny = True
+    try:
+        for index, kwargs in tasks:
+            marker.pending = index
+            add_index(index)
+            t0 = perf()
+            add_t0(t0)
+            try:
+                value = fn(*kwargs) if type(kwargs) is tuple else fn(**kwargs)
+            except BaseException as e:  # a task's SystemExit must not end the runner either
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                indices.pop()
+                t0s.pop()
+                done["other"].append(records.failure(
+                    index, offset + t0, 1, done["worker"], type(e).__name__, str(e),
+                    traceback.format_exc()))
+                tiny = False
+                break
+            t1 = perf()
+            add_t1(t1)
+            add_value(value)
+            if marker.pending is None:
+                flush()  # the task wrote output (its marker is out): it goes out in order
+            if t1 - t0 >= TINY_TASK:
+                tiny = False
+                break
+            if t1 > send_at:
+                break
+    finally:
+        state["tiny"] = None
+        n = len(values)
+        done["index"] += indices[:n]
+        done["start"] += [offset + t for t in t0s[:n]]
+        done["run_time"] += map(operator.sub, t1s[:n], t0s[:n])
+        done["attempts"] += [1] * n
+        done["values"] += values
+    return tiny
+
+
 def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, done, channel,
                flush_interval):
     """Run the tasks ``indices`` (task i is named ``<name_prefix><i>``, its kwargs are in
@@ -120,49 +231,72 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
 
     This loop is the whole cost of a tiny task, so it is written for speed: a task with
     plain kwargs and no retries runs inline; the others go through :func:`_run_one`.
+    After a tiny task the next one's marker line is deferred (see :mod:`dato_dist.output`):
+    a silent tiny task writes nothing to the log.
     """
-    write, flush = sys.stdout.write, _flush_output
+    marker = _marker
+    marker.name_prefix = name_prefix
+    flush = _flush_output
     monotonic, clock, perf = time.monotonic, time.time, time.perf_counter
-    last_send = last_out = monotonic()
+    add_index, add_start = done["index"].append, done["start"].append
+    add_time, add_attempts = done["run_time"].append, done["attempts"].append
+    add_value = done["values"].append
+    inline = not max_retries
+    next_send = monotonic() + flush_interval
     tiny = False  # the previous task took under TINY_TASK seconds
-    for index, payload in zip(indices, payloads):
-        write(f"[dato-dist] task {name_prefix}{index} started\n")
-        now = monotonic()
-        if not tiny or now - last_out > OUTPUT_FLUSH_INTERVAL:
-            flush()  # the marker is on disk if the task kills the process
-            last_out = now
-        if max_retries or type(payload) is not dict:
-            start, attempts, run_time, value, error = _run_one(
-                fn, payload, max_retries, index, state)
+    if inline and isinstance(payloads, TaskColumns):
+        order = _positional_order(fn, payloads.names)
+        if order is not None:  # each task's values as a tuple, in parameter order
+            payloads = zip(*[payloads.columns[k] for k in order])
+    tasks = zip(indices, payloads)
+    for index, payload in tasks:
+        if tiny:
+            marker.pending = index  # written if the task writes output
         else:
+            marker.pending = None
+            sys.stdout.write(marker.line(index))
+            flush()  # the marker is on disk if the task kills the process
+        if inline and type(payload) in (dict, tuple):
             start = clock()
             state["current"] = (index, start)
             t0 = perf()
-            attempts, error = 1, None
             try:
-                value = fn(**payload)
+                value = fn(*payload) if type(payload) is tuple else fn(**payload)
                 run_time = perf() - t0
+                attempts, error = 1, None
             except BaseException as e:  # a task's SystemExit must not end the runner either
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                error = (type(e).__name__, str(e), traceback.format_exc())
+                attempts, error = 1, (type(e).__name__, str(e), traceback.format_exc())
+        else:
+            start, attempts, run_time, value, error = _run_one(
+                fn, payload, max_retries, index, state)
         state["current"] = None
         if error is None:
-            done["index"].append(index)
-            done["start"].append(start)
-            done["run_time"].append(run_time)
-            done["attempts"].append(attempts)
-            done["values"].append(value)
+            add_index(index)
+            add_start(start)
+            add_time(run_time)
+            add_attempts(attempts)
+            add_value(value)
             tiny = run_time < TINY_TASK
         else:
             done["other"].append(records.failure(index, start, attempts, worker, *error))
             tiny = False
-        if not tiny:
-            flush()
-        if monotonic() - last_send > flush_interval:
-            channel.send((P.RESULTS, records.seal(done)))
+        if not tiny or marker.pending is None:
+            flush()  # the task wrote output (its marker is out): it goes out in order
+        if tiny and inline and type(payload) in (dict, tuple) and monotonic() < next_send:
+            # A run of tiny tasks (the job's kwargs are all dicts or all pickles).
+            tiny = _run_tiny(fn, tasks, marker, state, done,
+                             perf() + (next_send - monotonic()))
+        if monotonic() > next_send:
+            marker.pending = None
+            channel.send((P.RESULTS, records.pack(done)))
             done = records.new_batch(worker)
-            last_send = monotonic()
+            add_index, add_start = done["index"].append, done["start"].append
+            add_time, add_attempts = done["run_time"].append, done["attempts"].append
+            add_value = done["values"].append
+            next_send = monotonic() + flush_interval
+    marker.pending = None
     flush()
     return done
 
@@ -231,6 +365,9 @@ def _serve(address, authkey, runner_id):
     global _cap
     if _cap is None:
         _cap = OutputCap.install(settings["max_task_output"])
+    if not isinstance(sys.stdout, MarkedStream):
+        sys.stdout = MarkedStream(sys.stdout, _marker)
+        sys.stderr = MarkedStream(sys.stderr, _marker)
     try:
         fn = cloudpickle.loads(function_bytes)
     except Exception as e:  # e.g. the function's module is not importable here
@@ -246,16 +383,27 @@ def _serve(address, authkey, runner_id):
                             daemon=True)
     beat.start()
     done = records.new_batch(worker)
+    asked = 0  # 1 while a WANT is out unanswered (sent early for a big batch)
     try:
         while True:
-            channel.send((P.WANT, records.seal(done)))
-            done = records.new_batch(worker)
+            if not asked:
+                channel.send((P.WANT, records.pack(done)))
+                done, asked = records.new_batch(worker), 1
+            elif records.size(done):  # the next WANT is out already: the records go now
+                channel.send((P.RESULTS, records.pack(done)))
+                done = records.new_batch(worker)
             msg = channel.recv()
+            asked -= 1
             if msg[0] == P.STOP:
                 return 0
             if msg[0] == P.COMBINE:
                 _combine(combiner_bytes, msg[1], worker, state, done)
                 continue
+            if len(msg[1]) >= PREFETCH_FROM and not asked:
+                # Ask for the next batch now: the driver answers while this one runs, so a
+                # runner of tiny tasks never waits for a round trip.
+                channel.send((P.WANT, records.new_batch(worker)))
+                asked = 1
             done = _run_batch(fn, msg[1], msg[2], name_prefix, max_retries, worker, state,
                               done, channel, flush_interval)
     except (EOFError, OSError):

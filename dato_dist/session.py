@@ -27,7 +27,7 @@ import time
 from .config import load as load_config
 from .errors import EnvironmentNotFound, InvalidArgument, JobNotFound
 from .job import Job
-from .table import HEAD_ROWS, HEAD_COLUMNS, Table
+from .table import HEAD_COLUMNS, HEAD_ROWS, Table
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class _Listing(Table):
     and printed head come from two small index queries; the rows are made on first use
     of anything else (``to_dataframe()``, a column, iteration)."""
 
-    def __init__(self, column_names, total, head, load_rows):  # noqa: no base copy
+    def __init__(self, column_names, total, head, load_rows):  # deliberately no super().__init__: no copy of the rows
         self._columns = list(column_names)
         self._total, self._head, self._load_rows, self._all = total, head, load_rows, None
 
@@ -191,7 +191,7 @@ class _Listing(Table):
 class _Head(Table):
     """The first rows of a listing, printed with the whole listing's shape."""
 
-    def __init__(self, column_names, rows, total):  # noqa: no base copy
+    def __init__(self, column_names, rows, total):  # deliberately no super().__init__: no copy of the rows
         self._columns, self._rows, self._total = list(column_names), rows, total
 
     @property

@@ -29,6 +29,7 @@ from .errors import (
 from .jobfiles import JobFiles
 from .session import check_name, environments, jobs
 from .store import Store
+from .tasklist import TaskColumns
 
 DEFAULT_ENVIRONMENT = "async"
 #: Longest function name kept in job and task names (a job name is a store folder's name).
@@ -289,7 +290,9 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     prefix = f"{fname}-0-"  # task i is named <prefix><i>
     signature = signature_of(function)
     # Binding depends on the argument names only: bind each distinct set of names once.
-    key_sets = set(map(frozenset, task_kwargs))
+    columns = TaskColumns.of(task_kwargs)  # every task has the same names: one check
+    key_sets = ({frozenset(columns.names)} if columns is not None
+                else set(map(frozenset, task_kwargs)))
     firsts = [0] if len(key_sets) == 1 else {
         keys: i for i, keys in reversed(list(enumerate(map(frozenset, task_kwargs))))}.values()
     for i in sorted(firsts):
@@ -329,7 +332,7 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             combiner_bytes = (_dumps(combiner_function, "the combiner_function")
                               if combiner_function is not None else None)
             large = _has_large_arguments(task_kwargs)
-            tasks_blob = None if large else jobfiles.plain_tasks(task_kwargs)
+            tasks_blob = None if large else jobfiles.plain_tasks(task_kwargs, columns=columns)
             if tasks_blob is None and large:
                 tasks_blob = _pickled_tasks_parts([
                     _kwargs_parts(kw, f"task {prefix}{i}")
@@ -431,9 +434,12 @@ def expand_parameter_set(parameter_set):
     items = list(parameter_set)
     if not items:
         raise NothingToDo("An empty parameter_set was given. Nothing to do.")
-    if set(map(type, items)) == {dict} and set(
-            map(type, itertools.chain.from_iterable(items))) <= {str}:
-        return items  # the common case, checked at C speed
+    if set(map(type, items)) == {dict}:  # the common case, checked at C speed
+        columns = TaskColumns.of(items)  # the same names in every dict: check them once
+        if columns is not None and set(map(type, columns.names)) <= {str}:
+            return items
+        if set(map(type, itertools.chain.from_iterable(items))) <= {str}:
+            return items
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise InvalidArgumentType(

@@ -5,6 +5,7 @@ Cells longer than 30 characters are cut with ``...``; columns wrap into blocks o
 80 characters. ``str()`` and ``print()`` show only a head (the first 10 rows, at most 40
 columns), then the shape and a note pointing to ``print_rows``, as SFrame did; only the rows
 shown are formatted, so printing a table of a million rows costs as much as one of ten.
+:class:`LazyTable` (the metrics) makes its rows only when asked for.
 """
 
 MAX_CELL = 30
@@ -52,47 +53,66 @@ class Table:
         self._columns = list(column_names)
         self._rows = [{c: row.get(c) for c in self._columns} for row in rows]
 
+    # -- what a table provides (LazyTable makes these on demand) -------------------------
+    def _len(self):
+        return len(self._rows)
+
+    def _row(self, i):
+        """Row ``i`` (0 <= i < len) as a new dict."""
+        return dict(self._rows[i])
+
+    def _column(self, name):
+        return [r[name] for r in self._rows]
+
+    # -- the public face -------------------------------------------------------------------
     @property
     def column_names(self):
         return list(self._columns)
 
     @property
     def num_rows(self):
-        return len(self._rows)
+        return self._len()
 
     @property
     def num_columns(self):
         return len(self._columns)
 
     def __len__(self):
-        return len(self._rows)
+        return self._len()
 
     def __iter__(self):
-        return iter([dict(r) for r in self._rows])
+        return map(self._row, range(self._len()))
 
     def __getitem__(self, key):
         if isinstance(key, str):
             if key not in self._columns:
                 raise KeyError(f"No column '{key}'; columns: {', '.join(self._columns)}")
-            return [r[key] for r in self._rows]
-        return dict(self._rows[key])
+            return self._column(key)
+        if isinstance(key, slice):
+            return [self._row(i) for i in range(self._len())[key]]
+        n = self._len()
+        if not -n <= key < n:
+            raise IndexError(f"row {key} out of range: the table has {n} rows")
+        return self._row(key % n)
 
     def to_pylist(self):
         """The rows as a list of dicts."""
-        return [dict(r) for r in self._rows]
+        return list(self)
 
     def to_arrow(self):
         """The table as a ``pyarrow.Table``."""
         import pyarrow as pa
 
-        return pa.Table.from_pylist(self._rows) if self._rows else pa.table(
-            {c: pa.array([], pa.null()) for c in self._columns})
+        if not self._len():
+            return pa.table({c: pa.array([], pa.null()) for c in self._columns})
+        return pa.table({c: self._column(c) for c in self._columns})
 
     def to_pandas(self):
         """The table as a ``pandas.DataFrame`` (needs pandas)."""
         import pandas as pd
 
-        return pd.DataFrame(self._rows, columns=self._columns)
+        return pd.DataFrame({c: self._column(c) for c in self._columns},
+                            columns=self._columns)
 
     to_dataframe = to_pandas
 
@@ -129,7 +149,7 @@ class Table:
         """
         num_rows, num_columns = max(0, int(num_rows)), max(0, int(num_columns))
         columns = self._columns[:num_columns]
-        shown = self._rows[:num_rows]
+        shown = [self._row(i) for i in range(min(num_rows, self._len()))]
         lines = self._blocks(shown, columns) if columns else []
         lines.append(f"[{self.num_rows} rows x {self.num_columns} columns]")
         if self.num_rows > len(shown) or self.num_columns > len(columns):
@@ -145,3 +165,32 @@ class Table:
         return self.format()
 
     __repr__ = __str__
+
+
+class LazyTable(Table):
+    """A :class:`Table` whose rows are made only when asked for: by index, iteration,
+    the printed head, a column or a conversion. ``row(i)`` returns row ``i``
+    (``0 <= i < num_rows``) as a dict; ``column(name)``, if given, a whole column faster.
+
+    Examples
+    --------
+    >>> t = LazyTable(["i", "sq"], 10**9, lambda i: {"i": i, "sq": i * i})
+    >>> len(t), t[-1]["sq"]
+    (1000000000, 999999998000000001)
+    """
+
+    def __init__(self, column_names, num_rows, row, column=None):
+        self._columns = list(column_names)
+        self._n, self._make_row = num_rows, row
+        self._make_column = column
+
+    def _len(self):
+        return self._n
+
+    def _row(self, i):
+        return self._make_row(i)
+
+    def _column(self, name):
+        if self._make_column is not None:
+            return self._make_column(name)
+        return [self._make_row(i)[name] for i in range(self._n)]

@@ -114,3 +114,17 @@ def announce_then_sleep(i, seconds):
     print(f"announcing task {i}", flush=True)
     time.sleep(seconds)
     return i
+
+
+def speaks_every(i, every):
+    """Tiny; prints (Python-level and straight to fd 1) only when ``i % every == 0``."""
+    if i % every == 0:
+        print(f"task {i} says hi")
+        sys.stdout.flush()
+        os.write(1, f"task {i} fd-level\n".encode())
+    return i
+
+
+def minus(x, y, *, scale=1):
+    """Not symmetric: a positional call in the wrong order would show."""
+    return (x - y) * scale

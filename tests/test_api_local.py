@@ -173,3 +173,88 @@ def test_jobs_whose_spec_lists_task_names_still_load(env2):
     old = gl.deploy.job.load(job.uri)
     assert old.get_map_results() == [40, 20, 10]
     assert [row["task_name"] for row in old.get_metrics()] == spec["task_names"]
+
+
+def _marked_sections(job):
+    """``{task name: the log text after its marker line, up to the next marker}``."""
+    out = {}
+    for text in job.read_logs().values():
+        parts = re.split(r"^\[dato-dist\] task (\S+) started\n", text, flags=re.M)
+        for name, body in zip(parts[1::2], parts[2::2]):
+            out.setdefault(name, "")
+            out[name] += body
+    return out
+
+
+def test_silent_tiny_tasks_cost_no_log_line_and_a_speaking_one_keeps_its_marker(env2):
+    n, every = 4000, 1000
+    job = gl.deploy.map_job.create(tasks.speaks_every, [{"i": i, "every": every}
+                                                        for i in range(n)], environment=env2)
+    assert job.get_map_results() == list(range(n))
+    sections = _marked_sections(job)
+    for i in range(0, n, every):  # its output follows its own marker, both kinds of it
+        body = sections[f"speaks_every-0-{i}"]
+        assert f"task {i} says hi\n" in body and f"task {i} fd-level\n" in body, body
+    # Markers only for the tasks that spoke and the first of each batch (after a runner
+    # has measured nothing yet): far fewer than one per task.
+    assert len(sections) < n // 10, len(sections)
+    silent = [name for name, body in sections.items() if body.strip() and "says hi" not in body
+              and "[dato-dist]" not in body]
+    assert not silent, silent[:3]
+
+
+def test_metrics_of_many_tasks_keep_the_table_contract(env2):
+    from dato_dist.metrics import COLUMNS
+
+    n = 20_000
+    params = [{"x": i, "y": "s" if i == 7 else i} for i in range(n)]  # task 7 raises
+    job = gl.deploy.map_job.create(tasks.add, params, environment=env2)
+    results = job.get_map_results()
+    assert results[7] is None and results[8] == 16 and len(results) == n
+    metrics = job.get_metrics()
+    assert len(metrics) == metrics.num_rows == n and metrics.column_names == list(COLUMNS)
+    first, failed, last = metrics[0], metrics[7], metrics[-1]
+    assert first["task_name"] == "add-0-0" and first["status"] == "Completed"
+    assert failed["status"] == "Failed" and failed["exception"] == "TypeError"
+    assert "unsupported operand" in failed["exception_message"]
+    assert last["task_name"] == f"add-0-{n - 1}" and last == metrics[n - 1]
+    with pytest.raises(IndexError):
+        metrics[n]
+    head = [row for _, row in zip(range(12), metrics)]
+    assert head == [metrics[i] for i in range(12)]
+    assert metrics["status"].count("Failed") == 1 and len(metrics["run_time"]) == n
+    assert metrics.to_arrow().num_rows == n
+    # The lazy rows are what the full records (the Mapping view) always gave.
+    from dato_dist.metrics import format_time
+
+    records = job._read_records()
+    for i in (0, 7, 4321, n - 1):
+        rec = records[i]
+        assert metrics[i] == {
+            "task_name": f"add-0-{i}", "status": rec["status"],
+            "start_time": format_time(rec["start"]), "run_time": rec["run_time"],
+            "exception": rec["exception"], "exception_message": rec["exception_message"],
+            "exception_traceback": rec["exception_traceback"], "attempts": rec["attempts"],
+            "worker": rec["worker"]}
+    text = str(metrics)
+    assert f"[{n} rows x {len(COLUMNS)} columns]" in text and "print_rows" in text
+    assert "add-0-9 " in text and "add-0-10 " not in text  # the head only: 10 rows
+    shown = str(job)
+    assert f"[{n} rows x {len(COLUMNS)} columns]" in shown and "add-0-10 " not in shown
+
+
+def test_a_slow_task_after_tiny_ones_shows_running_and_gets_its_marker(env2):
+    import time
+
+    n = 400
+    params = [{"i": i, "seconds": 0} for i in range(n)] + [{"i": n, "seconds": 3}]
+    job = gl.deploy.map_job.create(tasks.sleepy, params, environment=env2)
+    deadline, running = time.monotonic() + 20, None
+    while time.monotonic() < deadline and running is None:
+        metrics = job.get_metrics()
+        rows = [] if metrics is None else [r for r in metrics if r["status"] == "Running"]
+        running = next((r for r in rows if r["task_name"] == f"sleepy-0-{n}"), None)
+        time.sleep(0.05)
+    assert running is not None, "the slow task never showed Running"
+    assert job.get_map_results() == [i * i for i in range(n + 1)]
+    assert f"[dato-dist] task sleepy-0-{n} started\n" in "".join(job.read_logs().values())

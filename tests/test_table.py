@@ -123,3 +123,51 @@ def test_ten_rows_print_whole_with_no_note():
     text = str(table)
     assert text.endswith("| 9 |\n+---+\n[10 rows x 1 columns]")
     assert text == table.format(num_rows=100)
+
+
+def test_a_lazy_table_makes_only_the_rows_asked_for():
+    from dato_dist.table import LazyTable
+
+    made = []
+
+    def row(i):
+        made.append(i)
+        return {"i": i, "name": f"t-{i}"}
+
+    table = LazyTable(["i", "name"], 1_000_000, row)
+    assert len(table) == table.num_rows == 1_000_000 and table.num_columns == 2
+    text = str(table)
+    assert "[1000000 rows x 2 columns]" in text and "print_rows" in text
+    assert "t-9 " in text and "t-10 " not in text
+    assert sorted(made) == list(range(10))  # the printed head only
+    assert table[-1] == {"i": 999_999, "name": "t-999999"} and table[5]["name"] == "t-5"
+    with pytest.raises(IndexError):
+        table[1_000_000]
+    it = iter(table)
+    assert [next(it)["i"] for _ in range(3)] == [0, 1, 2]
+    assert len(made) < 20
+    assert table[2:4] == [{"i": 2, "name": "t-2"}, {"i": 3, "name": "t-3"}]
+    small = LazyTable(["i", "name"], 3, row)
+    assert small["name"] == ["t-0", "t-1", "t-2"] and small.to_pylist()[2]["i"] == 2
+    assert str(small) == str(Table(["i", "name"], [row(i) for i in range(3)]))
+
+
+def test_metrics_table_from_record_batches_is_what_full_records_give():
+    from dato_dist import records
+
+    done = records.new_batch("h:1")
+    done.update(index=list(range(0, 6)), start=[100.0 + i for i in range(6)],
+                run_time=[0.5] * 6, attempts=[1] * 6, values=list(range(6)))
+    rerun = records.new_batch("h:2")
+    rerun.update(index=[3], start=[200.0], run_time=[0.25], attempts=[2], values=[33])
+    failed = records.of_records([records.failure(6, 300.0, 1, "h:3", "E", "msg", "tb")])
+    batches = [records.compact(done), rerun, failed]
+    names = [f"f-0-{i}" for i in range(9)]
+    lazy = metrics_table(names, records.Records(batches), [[8, 400.0, "h:4"]])
+    full = records.Records(batches)
+    eager = metrics_table(names, {i: full[i] for i in full}, [[8, 400.0, "h:4"]])
+    assert len(lazy) == 8 and lazy.to_pylist() == eager.to_pylist()
+    assert lazy["task_name"] == [f"f-0-{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8)]
+    assert lazy[3]["attempts"] == 2 and lazy[3]["worker"] == "h:2"  # the later batch wins
+    assert lazy[6]["status"] == "Failed" and lazy[-1]["status"] == "Running"
+    assert str(lazy) == str(eager) and "[8 rows x 9 columns]" in str(lazy)
