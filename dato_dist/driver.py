@@ -60,6 +60,23 @@ class _TaskQueue:
         self._len -= len(first)
         return first
 
+    @classmethod
+    def of(cls, indices):
+        """A queue of ``indices`` (ascending), kept as ranges of consecutive ones."""
+        queue = cls(0)
+        start = prev = None
+        for i in indices:
+            if prev is not None and i == prev + 1:
+                prev = i
+                continue
+            if start is not None:
+                queue._parts.append(range(start, prev + 1))
+            start = prev = i
+        if start is not None:
+            queue._parts.append(range(start, prev + 1))
+        queue._len = sum(map(len, queue._parts))
+        return queue
+
     def push_front(self, indices):
         if indices:
             self._parts.appendleft(list(indices))
@@ -232,6 +249,7 @@ class Driver:
         self.done = set()
         self.failed = 0
         self.losses = collections.Counter()
+        self.earlier = None  # a rerun's runs of each task in the earlier runs (Counter)
         self.runners = {}  # conn -> _Runner
         self.unflushed = []
         self.batch_no = 0
@@ -290,6 +308,8 @@ class Driver:
             batch = records.without(batch, repeated)  # the first result stays
         if runner is not None and self.losses:
             _count_lost_attempts(batch, self.losses)
+        if self.earlier:
+            _count_lost_attempts(batch, self.earlier)
         for rec in batch["other"]:
             if rec["index"] == P.COMBINER_INDEX:
                 self.combiner_record = rec
@@ -465,6 +485,7 @@ class Driver:
     def run(self):
         fn_bytes, comb_bytes, self.tasks = self.files.read_payload()
         self.function_bytes, self.combiner_bytes = fn_bytes, comb_bytes
+        self._resume()
         self._write_state()
         flush_interval = self.settings["flush_interval"]
         while not (self.finished() or self.cancel_requested or self.error):
@@ -487,6 +508,22 @@ class Driver:
             if now - self.last_flush > flush_interval:
                 self.flush()
         return self._finish()
+
+    def _resume(self):
+        """A rerun (``Job.rerun``) goes on from the earlier runs: its results files follow
+        theirs, and with ``failed_only`` their completed tasks are done already."""
+        from . import rerun
+
+        point = rerun.resume_point(self.files, self.n)
+        if point is None:
+            return
+        self.batch_no = point.results_files
+        self.earlier = point.attempts
+        if point.failed_only:
+            self.done = set(point.done)
+            self.pending = _TaskQueue.of(point.todo)
+        self.state.update(point.state)
+        print(point.describe(self.files.job_id), flush=True)
 
     def _finish(self):
         if self.cancel_requested:

@@ -239,6 +239,29 @@ class Store:
             _owner_only(self.fs, target)
             return _create_exclusive(self.fs, f"{target}/{OWNER_MARKER}", nonce.encode())
 
+    def create_exclusive(self, rel, data):
+        """Write ``data`` at ``rel`` only if nothing is there; True if this call wrote it.
+
+        Local: written under a temporary name, then hard-linked to ``rel`` (the link fails
+        if ``rel`` exists, so a reader never sees it half-written). Elsewhere as a job
+        folder's marker (S3: read back, see "Limits" in docs/architecture.md).
+        """
+        target = self.path(rel)
+        parent = target.rsplit("/", 1)[0]
+        if self.fs.type_name == "local":
+            tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
+            _put_private(parent, tmp, (data,))
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            return True
+        with self._lock:
+            self.fs.create_dir(parent, recursive=True)
+            return _create_exclusive(self.fs, target, data)
+
     # -- writing -------------------------------------------------------------------------
     def write_bytes(self, rel, data, *, framed=True, key=None):
         """Write ``data`` to ``rel`` atomically (framed for integrity unless told not to;
