@@ -220,6 +220,10 @@ class JobFiles:
     def request_cancel(self):
         self.store.write_bytes(self._rel(CANCEL), b"cancel", framed=False)
 
+    def withdraw_cancel(self):
+        """Remove a cancel request (an earlier run's: a rerun must not end on it)."""
+        self.store.delete(self._rel(CANCEL))
+
     def cancel_requested(self):
         return self.store.exists(self._rel(CANCEL))
 

@@ -74,6 +74,7 @@ def start(job, failed_only):
     if state.get("status") not in FINAL:
         env.stop_job(files, launch)  # read as lost: whatever of it may still run stops
     files.remove_launch()  # until the new driver's launch is written, nothing is "dead"
+    files.withdraw_cancel()  # an earlier run's cancel must not end this one
     files.write_state({"status": "Pending", "run": run, "results_files": results_files,
                        "previous_runs": request["previous_runs"], "updated": time.time()})
     config = Config.load()
@@ -112,7 +113,11 @@ def _next_run(files, name, current):
     for claimed in files.rerun_numbers():
         if claimed < run:
             continue
-        request = files.read_rerun(claimed)
+        try:
+            request = files.read_rerun(claimed)
+        except UntrustedStoreFile:  # not the owner's (planted): it claims nothing
+            run = claimed + 1
+            continue
         age = time.time() - float(request.get("claimed") or 0)
         if age < STALE_CLAIM:
             raise RerunRefused(_raced(name, claimed, f"{age:.0f} s ago by "
@@ -163,6 +168,15 @@ def resume_point(files, n):
     runs = files.rerun_numbers()
     if not runs:
         return None
-    request = files.read_rerun(runs[-1])  # signed: written by the job's owner
+    request = None
+    for run in reversed(runs):  # the latest the job's owner signed (others are planted)
+        try:
+            request = files.read_rerun(run)
+            break
+        except UntrustedStoreFile as e:
+            print(f"[dato-dist] ignored a rerun request nobody with the job's key wrote: {e}",
+                  flush=True)
+    if request is None:
+        return None
     records = files.read_results(expected_files=request.get("results_files"))
     return ResumePoint(request, records, n)
