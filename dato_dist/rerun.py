@@ -43,9 +43,10 @@ def start(job, failed_only):
         raise RerunRefused(
             f"Cannot rerun job '{name}': {what}. Only a job that ended can run again: wait "
             f"for it (dato-dist job wait {name}) or cancel it (dato-dist job cancel {name}).")
+    # The state that status came from (not a new read: a racer may have written since).
+    state = job._last_state or {}
     env = job.environment
     env.check()  # a cluster that is gone says so before anything changes
-    state = job._read_state() or {}
     launch = job._read_launch() or {}
     recorded = state.get("results_files")
     records = files.read_results(expected_files=recorded)  # ResultsMissing names a lost file
