@@ -37,6 +37,9 @@ def start(job, failed_only):
             "it was created with (copy the key file, 0600, or set DATO_DIST_KEY).") from e
     job._forget()
     status = job.get_status(_silent=True)
+    abandoned = status == "Pending" and _abandoned(files, job._last_state)
+    if abandoned:
+        status = "Failed"  # a rerun whose client died before it started the driver
     if status not in FINAL:
         what = ("its state cannot be read now" if status == "Unknown"
                 else f"it is still {status}")
@@ -58,7 +61,9 @@ def start(job, failed_only):
             f"Every task of job '{name}' completed: nothing to run again. "
             f"job.rerun() (dato-dist job rerun {name}) runs every task again.")
     run = _next_run(files, name, state.get("run") or 1)
-    previous = {"run": state.get("run") or 1, "status": status, "error": job.get_error(),
+    error = ("it was claimed but never started: its client died first" if abandoned
+             else job.get_error())
+    previous = {"run": state.get("run") or 1, "status": status, "error": error,
                 "started": state.get("started"), "ended": state.get("ended")}
     if launch.get("app_id"):
         previous["app_id"] = launch["app_id"]
@@ -76,8 +81,10 @@ def start(job, failed_only):
         env.stop_job(files, launch)  # read as lost: whatever of it may still run stops
     files.remove_launch()  # until the new driver's launch is written, nothing is "dead"
     files.withdraw_cancel()  # an earlier run's cancel must not end this one
+    # No "updated": like a new job's, this state is no driver's heartbeat (a driver that
+    # takes minutes to get a container is not lost); the driver's first state is.
     files.write_state({"status": "Pending", "run": run, "results_files": results_files,
-                       "previous_runs": request["previous_runs"], "updated": time.time()})
+                       "previous_runs": request["previous_runs"]})
     config = Config.load()
     try:
         prepared = env.prepare(files, spec["settings"], config)
@@ -89,6 +96,21 @@ def start(job, failed_only):
         raise
     job._forget()
     return proc
+
+
+def _abandoned(files, state):
+    """True for the Pending state of a rerun whose client claimed it more than
+    :data:`STALE_CLAIM` ago and never started a driver (no ``launch.json``)."""
+    state = state or {}
+    run = state.get("run")
+    if state.get("status") != "Pending" or not isinstance(run, int) or \
+            files.read_launch() is not None:
+        return False
+    try:
+        claimed = float(files.read_rerun(run).get("claimed") or 0)
+    except (UntrustedStoreFile, FileNotFoundError):
+        return False
+    return time.time() - claimed > STALE_CLAIM
 
 
 def _results_files(files, recorded):

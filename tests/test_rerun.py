@@ -131,3 +131,23 @@ def test_a_canceled_job_reruns_what_did_not_finish(env, tmp_path):
     assert job.wait(timeout=60) == "Completed", job.get_error()
     assert job.get_map_results()[:2] == kept
     assert rerun_tasks.runs(tmp_path, 4)[:2] == [1, 1]
+
+
+def test_a_rerun_whose_client_died_before_the_start(env, tmp_path):
+    """Its Pending state blocks a rerun for rerun.STALE_CLAIM seconds, then no longer."""
+    from dato_dist import rerun
+
+    job = _failed_job(env, tmp_path)
+    files = job._files
+    files.claim_rerun(2, {"run": 2, "claimed": time.time() - 2 * rerun.STALE_CLAIM,
+                          "client": "dead:1"})
+    files.remove_launch()
+    files.write_state({"status": "Pending", "run": 2, "results_files": 1})
+    job = gl.deploy.job.load(job.uri)
+    assert job.get_status() == "Pending"
+    open(tmp_path / "fixed", "w").close()
+    job.rerun(failed_only=True)
+    assert job.wait(timeout=60) == "Completed", job.get_error()
+    state = job._files.read_state()
+    assert state["run"] == 3 and "never started" in state["previous_runs"][-1]["error"]
+    assert rerun_tasks.runs(tmp_path, 4) == [1, 2, 1, 2]
