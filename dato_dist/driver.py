@@ -36,6 +36,8 @@ MIN_BATCH_SECONDS = 0.005
 MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
 RUNNER_LOST = "RunnerLost"
+#: Longest list of scattered task indices in the queue (a rerun of some failed tasks).
+QUEUE_PIECE = 4096
 
 
 class _TaskQueue:
@@ -62,18 +64,33 @@ class _TaskQueue:
 
     @classmethod
     def of(cls, indices):
-        """A queue of ``indices`` (ascending), kept as ranges of consecutive ones."""
-        queue = cls(0)
+        """A queue of ``indices`` (ascending): long runs of consecutive ones as ranges, the
+        scattered ones as lists of up to :data:`QUEUE_PIECE` (a batch is one slice)."""
+        queue, loose = cls(0), []
+
+        def add(run):
+            if len(run) < 64:
+                loose.extend(run)
+                if len(loose) < QUEUE_PIECE:
+                    return
+            if loose:
+                queue._parts.append(loose[:])
+                loose.clear()
+            if len(run) >= 64:
+                queue._parts.append(run)
+
         start = prev = None
         for i in indices:
             if prev is not None and i == prev + 1:
                 prev = i
                 continue
             if start is not None:
-                queue._parts.append(range(start, prev + 1))
+                add(range(start, prev + 1))
             start = prev = i
         if start is not None:
-            queue._parts.append(range(start, prev + 1))
+            add(range(start, prev + 1))
+        if loose:
+            queue._parts.append(loose)
         queue._len = sum(map(len, queue._parts))
         return queue
 
