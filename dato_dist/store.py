@@ -131,6 +131,10 @@ def _with_retries(what, fn, retries):
             delay = min(delay * 2, 2.0)
 
 
+#: Seconds an exclusive create on S3 waits before it reads its object back a second time.
+CLAIM_SETTLE = 1.0
+
+
 class Store:
     """A folder tree on a ``pyarrow.fs`` filesystem with atomic, checked reads and writes.
 
@@ -243,8 +247,11 @@ class Store:
         """Write ``data`` at ``rel`` only if nothing is there; True if this call wrote it.
 
         Local: written under a temporary name, then hard-linked to ``rel`` (the link fails
-        if ``rel`` exists, so a reader never sees it half-written). Elsewhere as a job
-        folder's marker (S3: read back, see "Limits" in docs/architecture.md).
+        if ``rel`` exists, so a reader never sees it half-written). HDFS (hdfs-native):
+        created with overwrite off. S3 (no create-if-absent through pyarrow): written if
+        absent, then read back at once and again :data:`CLAIM_SETTLE` s later: of racers
+        whose checks all came before the others' writes, only the last writer still reads
+        its own data then.
         """
         target = self.path(rel)
         parent = target.rsplit("/", 1)[0]
@@ -260,7 +267,12 @@ class Store:
             return True
         with self._lock:
             self.fs.create_dir(parent, recursive=True)
-            return _create_exclusive(self.fs, target, data)
+            if not _create_exclusive(self.fs, target, data):
+                return False
+            if _native_hdfs(self.fs) is not None:
+                return True
+        time.sleep(CLAIM_SETTLE)  # a racer that checked before our write writes within it
+        return self.read_bytes(rel, framed=False) == data
 
     # -- writing -------------------------------------------------------------------------
     def write_bytes(self, rel, data, *, framed=True, key=None):
