@@ -169,8 +169,13 @@ class JobFiles:
 
     def rerun_numbers(self):
         """The run numbers claimed so far, ascending."""
-        return [int(n[:-5]) for n in self.store.list(self._rel(RERUNS_DIR))
-                if n.endswith(".json") and n[:-5].isdigit()]
+        try:
+            names = self.store.list(self._rel(RERUNS_DIR))
+        except NotADirectoryError:
+            # pyarrow's fsspec wrapper (HDFS through hdfs-native) checks "is a folder", then
+            # "exists": a racing claim that creates the folder in between lands here.
+            names = self.store.list(self._rel(RERUNS_DIR))
+        return [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
 
     def read_rerun(self, run):
         """Run ``run``'s request, once its signature verified."""
