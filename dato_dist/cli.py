@@ -1,4 +1,4 @@
-"""The ``dato-dist`` command: demo, jobs, job show|metrics|logs|cancel|wait, launcher, hadoop, ec2.
+"""The ``dato-dist`` command: demo, jobs, job show|metrics|logs|cancel|wait|rerun, launcher, hadoop, ec2.
 
 Errors map to exit codes in one place (:func:`main`): each ``DatoDistError`` class has an
 ``exit_code``; Ctrl-C is 130; anything unexpected prints its traceback and exits 1. The
@@ -116,6 +116,15 @@ def cmd_wait(args):
     return 0
 
 
+def cmd_rerun(args):
+    job = _load(args.id)
+    job.rerun(failed_only=args.failed)
+    what = "the failed and unfinished tasks" if args.failed else "every task"
+    print(f"Job '{job.name}': running {what} again: {job.get_status(_silent=True)} "
+          f"(dato-dist job wait {job.name})")
+    return 0
+
+
 def cmd_launcher(args):
     from . import launcher
     from .config import load
@@ -147,13 +156,14 @@ def build_parser():
 
     sub.add_parser("jobs", help="list the jobs of this machine").set_defaults(func=cmd_jobs)
 
-    job = sub.add_parser("job", help="one job: show, metrics, logs, cancel, wait")
+    job = sub.add_parser("job", help="one job: show, metrics, logs, cancel, wait, rerun")
     jsub = job.add_subparsers(dest="action", required=True)
     for name, func, text in [("show", cmd_show, "print the job's summary"),
                              ("metrics", cmd_metrics, "print the per-task metrics"),
                              ("logs", cmd_logs, "print the job's logs"),
                              ("cancel", cmd_cancel, "cancel the job"),
-                             ("wait", cmd_wait, "wait for the job to end")]:
+                             ("wait", cmd_wait, "wait for the job to end"),
+                             ("rerun", cmd_rerun, "run the job again under the same id")]:
         p = jsub.add_parser(name, help=text)
         p.add_argument("id", help="job name (see `dato-dist jobs`) or store URI")
         p.set_defaults(func=func)
@@ -162,6 +172,10 @@ def build_parser():
         if name == "wait":
             p.add_argument("--timeout", type=float, default=None, help="seconds")
             p.add_argument("--no-progress", action="store_true")
+        if name == "rerun":
+            p.add_argument("--failed", action="store_true",
+                           help="only the tasks that failed or never finished; completed "
+                                "results are kept")
     launch = sub.add_parser("launcher", help="the local launcher that forks job drivers")
     launch.add_argument("launcher_action", choices=["status", "stop"], metavar="ACTION",
                         help="status or stop (running jobs go on)")

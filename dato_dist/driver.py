@@ -41,6 +41,8 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
 RUNNER_LOST = "RunnerLost"
+#: Longest list of scattered task indices in the queue (a rerun of some failed tasks).
+QUEUE_PIECE = 4096
 
 
 class _TaskQueue:
@@ -64,6 +66,38 @@ class _TaskQueue:
             first, self._parts[0] = first[:k], first[k:]
         self._len -= len(first)
         return first
+
+    @classmethod
+    def of(cls, indices):
+        """A queue of ``indices`` (ascending): long runs of consecutive ones as ranges, the
+        scattered ones as lists of up to :data:`QUEUE_PIECE` (a batch is one slice)."""
+        queue, loose = cls(0), []
+
+        def add(run):
+            if len(run) < 64:
+                loose.extend(run)
+                if len(loose) < QUEUE_PIECE:
+                    return
+            if loose:
+                queue._parts.append(loose[:])
+                loose.clear()
+            if len(run) >= 64:
+                queue._parts.append(run)
+
+        start = prev = None
+        for i in indices:
+            if prev is not None and i == prev + 1:
+                prev = i
+                continue
+            if start is not None:
+                add(range(start, prev + 1))
+            start = prev = i
+        if start is not None:
+            add(range(start, prev + 1))
+        if loose:
+            queue._parts.append(loose)
+        queue._len = sum(map(len, queue._parts))
+        return queue
 
     def push_front(self, indices):
         if indices:
@@ -238,6 +272,7 @@ class Driver:
         self.done = set()
         self.failed = 0
         self.losses = collections.Counter()
+        self.earlier = None  # a rerun's runs of each task in the earlier runs (Counter)
         self.runners = {}  # conn -> _Runner
         self.unflushed = []
         self.batch_no = 0
@@ -296,6 +331,8 @@ class Driver:
             batch = records.without(batch, repeated)  # the first result stays
         if runner is not None and self.losses:
             _count_lost_attempts(batch, self.losses)
+        if self.earlier:
+            _count_lost_attempts(batch, self.earlier)
         for rec in batch["other"]:
             if rec["index"] == P.COMBINER_INDEX:
                 self.combiner_record = rec
@@ -478,6 +515,7 @@ class Driver:
         fn_bytes, comb_bytes, self.tasks = _read_payload(self.files)
         self.function_bytes, self.combiner_bytes = fn_bytes, comb_bytes
         self.max_batch_tasks = _max_batch_tasks(self.tasks)
+        self._resume()
         self._write_state()
         flush_interval = self.settings["flush_interval"]
         while not (self.finished() or self.cancel_requested or self.error):
@@ -500,6 +538,22 @@ class Driver:
             if now - self.last_flush > flush_interval:
                 self.flush()
         return self._finish()
+
+    def _resume(self):
+        """A rerun (``Job.rerun``) goes on from the earlier runs: its results files follow
+        theirs, and with ``failed_only`` their completed tasks are done already."""
+        from . import rerun
+
+        point = rerun.resume_point(self.files, self.n)
+        if point is None:
+            return
+        self.batch_no = point.results_files
+        self.earlier = point.attempts
+        if point.failed_only:
+            self.done = set(point.done)
+            self.pending = _TaskQueue.of(point.todo)
+        self.state.update(point.state)
+        print(point.describe(self.files.job_id), flush=True)
 
     def _finish(self):
         if self.cancel_requested:

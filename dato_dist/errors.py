@@ -170,6 +170,13 @@ class TasksFailed(JobError):
     """Some tasks of a map job raised; partial results are in ``get_map_results()``."""
 
 
+class RerunRefused(DatoDistError, RuntimeError):
+    """A rerun that cannot start: the job still runs, another rerun of it started, or this
+    user has not the job's key."""
+
+    exit_code = 5
+
+
 class Timeout(DatoDistError, TimeoutError):
     """A bounded wait ran out of time."""
 

@@ -446,6 +446,42 @@ class Job:
             self._files.write_state(state)
         log.info("Job '%s' canceled.", self.name)
 
+    def rerun(self, failed_only=False):
+        """Run the job again under the same id; return the job (it runs in the background,
+        except on ``Local``, where this returns once it ended).
+
+        With ``failed_only=True`` only the tasks that failed or never finished (a driver
+        that died leaves some) run again, and every completed result is kept; otherwise
+        every task runs again. A combiner runs again over the final results. The metrics
+        show each task's last run, and ``attempts`` counts its runs over all runs of the job.
+
+        Raises :class:`~dato_dist.errors.RerunRefused` while the job is Pending or Running,
+        when another rerun of it just started, or without the job's key;
+        :class:`~dato_dist.errors.NothingToDo` when ``failed_only`` finds nothing to run.
+
+        Examples
+        --------
+        >>> job.rerun(failed_only=True).get_map_results()    # doctest: +SKIP
+        """
+        from . import rerun
+
+        proc = rerun.start(self, failed_only)
+        log.info("Job '%s' is running again (%s).", self.name,
+                 "failed tasks only" if failed_only else "every task")
+        if self.environment.synchronous:
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                self.cancel()
+                raise
+            self.wait()
+        return self
+
+    def _forget(self):
+        """Drop what was read of the store (a rerun makes the job live again)."""
+        self._final_state = self._last_state = self._launch = None
+        self._records, self._records_complete = Records(), False
+
     def show(self):
         """Print the job's summary (GraphLab opened Canvas here)."""
         print(self)

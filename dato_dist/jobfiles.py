@@ -12,6 +12,8 @@ Layout under ``<store>/<job id>/``::
     results/NNNNNNNN.pkl   finished task records, in batches of columns (see records.py),
                        written by the driver every flush (framed)
     cancel             present when a cancel was requested
+    reruns/NNNNNN.json a rerun's request (run number, failed_only, results files kept),
+                       created exclusively by the client that claimed that run (signed)
     logs/              driver.log and one log per runner
 
 Every pickled file, ``spec.json`` and ``launch.json`` are signed with the job's key (see
@@ -62,7 +64,7 @@ def pickled_tasks(task_kwargs_bytes):
 
 SPEC, FUNCTION, TASKS, LAUNCH, STATE = (
     "spec.json", "function.pkl", "tasks.pkl", "launch.json", "state.json")
-RESULTS_DIR, CANCEL, LOGS_DIR = "results", "cancel", "logs"
+RESULTS_DIR, CANCEL, LOGS_DIR, RERUNS_DIR = "results", "cancel", "logs", "reruns"
 
 
 class JobFiles:
@@ -166,6 +168,34 @@ class JobFiles:
         """Who started the driver (signed: the client acts on its pid), or None."""
         return self._read_signed(LAUNCH, default=None)
 
+    def remove_launch(self):
+        """Forget who started the previous run's driver (a rerun starts a new one)."""
+        self.store.delete(self._rel(LAUNCH))
+
+    # -- reruns ----------------------------------------------------------------------------
+    def claim_rerun(self, run, request):
+        """Create run ``run``'s request, signed, only if no client claimed that run yet;
+        True if this call did."""
+        import json
+
+        name = f"{RERUNS_DIR}/{run:06d}.json"
+        data = json.dumps(keys.sign_json(self.key, name, request), sort_keys=True).encode()
+        return self.store.create_exclusive(self._rel(name), data)
+
+    def rerun_numbers(self):
+        """The run numbers claimed so far, ascending."""
+        try:
+            names = self.store.list(self._rel(RERUNS_DIR))
+        except NotADirectoryError:
+            # pyarrow's fsspec wrapper (HDFS through hdfs-native) checks "is a folder", then
+            # "exists": a racing claim that creates the folder in between lands here.
+            names = self.store.list(self._rel(RERUNS_DIR))
+        return [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
+
+    def read_rerun(self, run):
+        """Run ``run``'s request, once its signature verified."""
+        return self._read_signed(f"{RERUNS_DIR}/{run:06d}.json")
+
     # -- written by the driver ------------------------------------------------------------
     def write_state(self, state):
         self.store.write_json(self._rel(STATE), state)
@@ -209,6 +239,10 @@ class JobFiles:
     # -- cancel and logs -----------------------------------------------------------------
     def request_cancel(self):
         self.store.write_bytes(self._rel(CANCEL), b"cancel", framed=False)
+
+    def withdraw_cancel(self):
+        """Remove a cancel request (an earlier run's: a rerun must not end on it)."""
+        self.store.delete(self._rel(CANCEL))
 
     def cancel_requested(self):
         return self.store.exists(self._rel(CANCEL))

@@ -221,6 +221,15 @@ class Records(collections.abc.Mapping):
                     done.discard(record["index"])
         return [i for i in range(n) if i not in done]
 
+    def attempts(self):
+        """``{index: attempts}`` of each task's latest record, read from the columns."""
+        out = {}
+        for batch in self._batches:  # in order: a later batch wins
+            out.update(zip(batch["index"], batch["attempts"]))
+            out.update((r["index"], r["attempts"] or 0) for r in batch["other"])
+        out.pop(P.COMBINER_INDEX, None)
+        return out
+
     def missing(self, n):
         """Indices in ``0..n-1`` with no record at all (neither completed nor failed); one
         C-speed pass over the columns, no per-task dict."""

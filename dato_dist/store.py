@@ -145,6 +145,10 @@ def _with_retries(what, fn, retries):
             delay = min(delay * 2, 2.0)
 
 
+#: Seconds an exclusive create on S3 waits before it reads its object back a second time.
+CLAIM_SETTLE = 1.0
+
+
 class Store:
     """A folder tree on a ``pyarrow.fs`` filesystem with atomic, checked reads and writes.
 
@@ -252,6 +256,37 @@ class Store:
             self.fs.create_dir(target, recursive=True)
             _owner_only(self.fs, target)
             return _create_exclusive(self.fs, f"{target}/{OWNER_MARKER}", nonce.encode())
+
+    def create_exclusive(self, rel, data):
+        """Write ``data`` at ``rel`` only if nothing is there; True if this call wrote it.
+
+        Local: written under a temporary name, then hard-linked to ``rel`` (the link fails
+        if ``rel`` exists, so a reader never sees it half-written). HDFS (hdfs-native):
+        created with overwrite off. S3 (no create-if-absent through pyarrow): written if
+        absent, then read back at once and again :data:`CLAIM_SETTLE` s later: of racers
+        whose checks all came before the others' writes, only the last writer still reads
+        its own data then.
+        """
+        target = self.path(rel)
+        parent = target.rsplit("/", 1)[0]
+        if self.fs.type_name == "local":
+            tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
+            _put_private(parent, tmp, (data,))
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            return True
+        with self._lock:
+            self.fs.create_dir(parent, recursive=True)
+            if not _create_exclusive(self.fs, target, data):
+                return False
+            if _native_hdfs(self.fs) is not None:
+                return True
+        time.sleep(CLAIM_SETTLE)  # a racer that checked before our write writes within it
+        return self.read_bytes(rel, framed=False) == data
 
     # -- writing -------------------------------------------------------------------------
     def write_bytes(self, rel, data, *, framed=True, key=None):
