@@ -6,7 +6,7 @@ from .table import Table
 
 #: GraphLab's columns, in its order, then the ones dato-dist adds.
 COLUMNS = ("task_name", "status", "start_time", "run_time", "exception", "exception_message",
-           "exception_traceback", "attempts", "worker")
+           "exception_traceback", "attempts", "worker", "failure_class")
 
 
 def format_time(epoch):
@@ -26,7 +26,8 @@ def metrics_table(task_names, records, running):
             rows[index] = {"task_name": task_names[index], "status": "Running",
                            "start_time": format_time(start), "run_time": None,
                            "exception": None, "exception_message": None,
-                           "exception_traceback": None, "attempts": None, "worker": worker}
+                           "exception_traceback": None, "attempts": None, "worker": worker,
+                           "failure_class": None}
     for index, rec in records.items():
         if index < 0:
             continue  # the combiner is reported through the job's status and error
@@ -35,7 +36,9 @@ def metrics_table(task_names, records, running):
                        "exception": rec["exception"],
                        "exception_message": rec["exception_message"],
                        "exception_traceback": rec["exception_traceback"],
-                       "attempts": rec["attempts"], "worker": rec["worker"]}
+                       "attempts": rec["attempts"], "worker": rec["worker"],
+                       "failure_class": rec.get("failure_class") if rec["status"] == "Failed"
+                       else None}
     if not rows:
         return None
     return Table(COLUMNS, [rows[i] for i in sorted(rows)])

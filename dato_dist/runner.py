@@ -22,6 +22,7 @@ import cloudpickle
 
 from . import procs, records, serialize
 from . import protocol as P
+from .errors import USER, FunctionNotLoadable, failure_class_of
 from .output import OutputCap
 
 #: A task running this long is reported to the driver right away.
@@ -61,7 +62,7 @@ def _run_one(fn, payload, max_retries, index, state):
 
     ``payload`` is the task's kwargs: a dict (plain data) or its pickle. Returns
     ``(start, attempts, run_time, value, None)``, or ``(start, attempts, None, None,
-    (exception name, message, traceback))`` when the last attempt raised.
+    (exception name, message, traceback, failure class))`` when the last attempt raised.
     """
     attempts = 0
     while True:
@@ -83,8 +84,12 @@ def _run_one(fn, payload, max_retries, index, state):
                 print(f"[dato-dist] attempt {attempts} raised {type(e).__name__}: {e}; retrying",
                       file=sys.stderr)
                 continue
-            return start, attempts, None, None, (type(e).__name__, str(e),
-                                                 traceback.format_exc())
+            return start, attempts, None, None, _error(e)
+
+
+def _error(exc):
+    """What a record keeps of ``exc``, raised by a task: name, message, traceback, class."""
+    return type(exc).__name__, str(exc), traceback.format_exc(), failure_class_of(exc)
 
 
 def _flush_output():
@@ -145,7 +150,7 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
             except BaseException as e:  # a task's SystemExit must not end the runner either
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                error = (type(e).__name__, str(e), traceback.format_exc())
+                error = _error(e)
         state["current"] = None
         if error is None:
             done["index"].append(index)
@@ -169,11 +174,17 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
 
 def _combine(combiner_bytes, pairs, worker, state, done):
     """Run the combiner on the map results; add its record to the batch ``done``."""
-    combiner = cloudpickle.loads(combiner_bytes)
     print("[dato-dist] combiner started", flush=True)
-    kwargs = {name: (serialize.loads(r) if r is not None else None) for name, r in pairs}
-    start, attempts, run_time, value, error = _run_one(
-        lambda: combiner(**kwargs), {}, 0, P.COMBINER_INDEX, state)
+
+    def combine():
+        try:
+            combiner = cloudpickle.loads(combiner_bytes)
+        except Exception as e:  # a module it needs is missing here
+            raise FunctionNotLoadable(what="combiner", cause=e) from e
+        kwargs = {name: (serialize.loads(r) if r is not None else None) for name, r in pairs}
+        return combiner(**kwargs)
+
+    start, attempts, run_time, value, error = _run_one(combine, {}, 0, P.COMBINER_INDEX, state)
     state["current"] = None
     if error is None:
         try:
@@ -181,11 +192,20 @@ def _combine(combiner_bytes, pairs, worker, state, done):
                                      attempts, worker)
         except Exception as e:
             error = ("PicklingError", f"the combiner's result could not be serialized: {e}",
-                     traceback.format_exc())
+                     traceback.format_exc(), USER)
     if error is not None:
         record = records.failure(P.COMBINER_INDEX, start, attempts, worker, *error)
     done["other"].append(record)
     _flush_output()
+
+
+def worker_name(runner_id):
+    """How this runner's records name it (the metrics' ``worker``): ``host:pid``, or the
+    node's name from :data:`~dato_dist.protocol.WORKER_ENV` (``{id}``, ``{host}`` and
+    ``{pid}`` in it are replaced), which a cluster backend sets to name its host or
+    container."""
+    template = os.environ.get(P.WORKER_ENV) or "{host}:{pid}"
+    return template.format(id=runner_id, host=socket.gethostname(), pid=os.getpid())
 
 
 def serve(address, authkey, runner_id):
@@ -211,7 +231,7 @@ def serve(address, authkey, runner_id):
 
 
 def _serve(address, authkey, runner_id):
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_name(runner_id)
     try:
         conn = Client(tuple(address), authkey=authkey)
     except (OSError, EOFError) as e:
@@ -220,7 +240,7 @@ def _serve(address, authkey, runner_id):
         return EXIT_NO_DRIVER
     P.set_nodelay(conn)
     channel = _Channel(conn)
-    channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname()))
+    channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname(), worker))
     kind, function_bytes, combiner_bytes, settings, name_prefix = channel.recv()
     assert kind == P.SETUP, kind
     max_retries = settings["max_retries"]
@@ -236,10 +256,8 @@ def _serve(address, authkey, runner_id):
     except Exception as e:  # e.g. the function's module is not importable here
         error = e
 
-        def fn(**kwargs):
-            raise RuntimeError(
-                f"The job's function could not be loaded on this runner: "
-                f"{type(error).__name__}: {error}") from error
+        def fn(**kwargs):  # each task fails with it, as class 'environment'
+            raise FunctionNotLoadable(what="function", cause=error) from error
     state = {"current": None}
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(channel, state, heartbeat_interval, stop),
