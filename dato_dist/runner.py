@@ -201,9 +201,9 @@ def _combine(combiner_bytes, pairs, worker, state, done):
 
 def worker_name(runner_id):
     """How this runner's records name it (the metrics' ``worker``): ``host:pid``, or the
-    node's name from :data:`~dato_dist.protocol.WORKER_ENV` (``{id}``, ``{host}`` and
-    ``{pid}`` in it are replaced), which a cluster backend sets to name its host or
-    container."""
+    template in :data:`~dato_dist.protocol.WORKER_ENV` (``{id}``, ``{host}`` and ``{pid}``
+    in it are replaced), which a cluster backend sets to name its container or instance;
+    the name always ends with ``:pid``."""
     template = os.environ.get(P.WORKER_ENV) or "{host}:{pid}"
     return template.format(id=runner_id, host=socket.gethostname(), pid=os.getpid())
 

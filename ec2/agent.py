@@ -174,7 +174,8 @@ class _Agent:
         job_key = os.environ.pop(JOB_KEY_ENV, None)
         self.job_key = bytes.fromhex(job_key) if job_key else None
         env = dict(os.environ)
-        # Records name the instance and the runner: "<instance id>-<slot>:<pid>".
+        # Records name the instance and the runner: "<instance id>-<slot>:<pid>" (the pid
+        # last, as on every environment).
         env[WORKER_ENV] = "{id}:{pid}"
         host, _, port = a.driver.rpartition(":")
         port = int(port)

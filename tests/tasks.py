@@ -114,3 +114,7 @@ def announce_then_sleep(i, seconds):
     print(f"announcing task {i}", flush=True)
     time.sleep(seconds)
     return i
+
+
+def import_missing():
+    import ddt_no_such_module  # noqa: F401  (a package missing on the node)

@@ -134,8 +134,9 @@ def worker(args):
     cid = _container_id()
     from dato_dist.protocol import WORKER_ENV
 
-    # records name the container and its host: "container_..._000002@host"
-    os.environ[WORKER_ENV] = f"{cid}@{os.environ.get('NM_HOST') or socket.gethostname()}"
+    # records name the container, its host and the runner: "container_..._000002@host:pid"
+    os.environ[WORKER_ENV] = cid + "@" + (os.environ.get("NM_HOST") or socket.gethostname()) \
+        + ":{pid}"
     with node.LogShipper(files, _log_dirs(), prefix=f"worker-{cid}-"):
         try:
             _install_packages(files, args.packages)
