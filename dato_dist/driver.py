@@ -306,16 +306,18 @@ class Driver:
         losses = self.losses[index]
         if kind == E.MEMORY:
             exc, message = MEMORY_EXCEEDED, (
-                "the task's container was killed for exceeding its memory; give it larger "
-                "containers (container_size) or make the task use less")
+                "the task's container was killed for running beyond its physical memory "
+                "limit; give it larger containers (container_size) or make the task use "
+                "less")
         else:
             exc, message = RUNNER_LOST, (
                 f"the runner died {losses} times while running this task (killed, out of "
                 "memory, or the task ended its process)")
         if diagnostics:
             message += f". YARN's diagnostics: {diagnostics}"
-        return records.failure(index, time.time(), losses, runner.worker, exc, message, None,
-                               kind)
+        current = runner.current  # (index, start) from its heartbeats
+        start = current[1] if current and current[0] == index else time.time()
+        return records.failure(index, start, losses, runner.worker, exc, message, None, kind)
 
     # -- records and scheduling ----------------------------------------------------------
     def _add_records(self, batch, runner=None):

@@ -346,8 +346,10 @@ def with_failure_class(message, failure_class):
     return f"[{failure_class}] {message}"
 
 
+# Skein's container report keeps only the "Current usage" part of the NodeManager's text:
+# "271.4 MB of 256 MB physical memory used".
 _MEMORY_WORDS = ("beyond physical memory", "beyond the 'physical' memory", "exceeded_pmem",
-                 "exit code is -104", "exit status: -104")
+                 "physical memory used", "exit code is -104", "exit status: -104")
 _PREEMPTED_WORDS = ("preempted", "exit code is -102", "exit status: -102")
 
 
