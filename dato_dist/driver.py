@@ -313,8 +313,8 @@ class Driver:
             exc, message = RUNNER_LOST, (
                 f"the runner died {losses} times while running this task (killed, out of "
                 "memory, or the task ended its process)")
-        if diagnostics:
-            message += f". YARN's diagnostics: {diagnostics}"
+        if diagnostics:  # the backend's, saying whose ("YARN's diagnostics: ...")
+            message += f". {diagnostics}"
         current = runner.current  # (index, start) from its heartbeats
         start = current[1] if current and current[0] == index else time.time()
         return records.failure(index, start, losses, runner.worker, exc, message, None, kind)

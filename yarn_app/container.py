@@ -85,7 +85,8 @@ class ContainerExplainer:
                 if c.yarn_container_id == runner_id:
                     text = " ".join((c.exit_message or "").split())
                     return errors.failure_class_of_diagnostics(text), (
-                        f"container {runner_id} ended {c.state}" + (f": {text}" if text else ""))
+                        f"YARN's diagnostics: container {runner_id} ended {c.state}"
+                        + (f": {text}" if text else ""))
             if time.monotonic() > deadline:
                 return None  # still running as far as YARN knows: the runner alone was lost
             time.sleep(0.25)
