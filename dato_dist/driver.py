@@ -27,6 +27,7 @@ import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener, wait
 
+from . import errors as E
 from . import jobfiles, node, procs, records
 from . import protocol as P
 from .tasklist import TaskColumns
@@ -43,6 +44,9 @@ MAX_TASK_LOSSES = 3
 RUNNER_LOST = "RunnerLost"
 #: Longest list of scattered task indices in the queue (a rerun of some failed tasks).
 QUEUE_PIECE = 4096
+#: Exception name recorded for a task whose container was killed for exceeding its memory
+#: (not re-run: it would be killed again in a container of the same size).
+MEMORY_EXCEEDED = "MemoryExceeded"
 
 
 class _TaskQueue:
@@ -106,8 +110,9 @@ class _TaskQueue:
 
 
 class _Runner:
-    def __init__(self, conn, runner_id, pid, host):
+    def __init__(self, conn, runner_id, pid, host, worker=None):
         self.conn, self.id, self.pid, self.host = conn, runner_id, pid, host
+        self.worker = worker or f"{host}:{pid}"  # as its records name it
         self.inflight = []  # task indices handed out, in the order the runner runs them
         self.current = None  # (index, start) from heartbeats
         self.last_seen = time.monotonic()
@@ -256,8 +261,12 @@ class _Listener(Listener):
 class Driver:
     """Schedules one job's tasks over its runners and records everything in the store."""
 
-    def __init__(self, files, spec, acceptor, authkey, *, local_runners=None, done_fd=None):
+    def __init__(self, files, spec, acceptor, authkey, *, local_runners=None, done_fd=None,
+                 explain=None):
         self.files, self.spec = files, spec
+        # explain(runner_id) -> (failure class, diagnostics): why a lost runner ended, from
+        # its backend (YARN's container report); None: it was lost, nothing more is known.
+        self.explain = explain
         self.done_fd = done_fd  # a byte written here wakes a client waiting in this job
         self.settings = spec["settings"]
         self.acceptor, self.authkey = acceptor, authkey
@@ -282,6 +291,7 @@ class Driver:
         self.avg_task_time = None
         self.cancel_requested = False
         self.error = None
+        self.error_class = None  # the failure class of self.error
         self.state = {"status": "Running", "started": time.time(), "ended": None,
                       "error": None, "driver": procs.describe_self(),
                       "address": list(acceptor.listener.address)}
@@ -289,10 +299,14 @@ class Driver:
         self.last_flush = 0.0
         self.last_cancel_check = 0.0
         self.no_runner_since = None
+        self.last_node_check = 0.0
 
     # -- connections ---------------------------------------------------------------------
     def _lose(self, runner, why):
-        """Forget ``runner``; its unfinished tasks go back to the front of the queue."""
+        """Forget ``runner``; its unfinished tasks go back to the front of the queue, except
+        the one it was running when that one was lost :data:`MAX_TASK_LOSSES` times or its
+        container was killed for exceeding its memory: that one is recorded Failed, with
+        the failure class and the backend's diagnostics."""
         self.runners.pop(runner.conn, None)
         try:
             runner.conn.close()
@@ -302,15 +316,14 @@ class Driver:
         if unfinished:
             running = unfinished[0]  # a runner works through its batch in order
             self.losses[running] += 1
-            print(f"[dato-dist] runner {runner.id} ({runner.host}:{runner.pid}) lost ({why}); "
-                  f"re-queuing {len(unfinished)} task(s)", flush=True)
-            if self.losses[running] >= MAX_TASK_LOSSES:
+            kind, diagnostics = self._explain(runner)
+            print(f"[dato-dist] runner {runner.id} ({runner.worker}) lost ({why}; {kind}"
+                  + (f": {diagnostics}" if diagnostics else "")
+                  + f"); re-queuing {len(unfinished)} task(s)", flush=True)
+            if kind == E.MEMORY or self.losses[running] >= MAX_TASK_LOSSES:
                 unfinished.pop(0)
-                record = records.failure(
-                    running, time.time(), self.losses[running], f"{runner.host}:{runner.pid}",
-                    RUNNER_LOST, f"the runner died {MAX_TASK_LOSSES} times while running this "
-                    "task (killed, out of memory, or the task ended its process)", None)
-                self._add_records(records.of_records([record]))
+                self._add_records(records.of_records([self._lost_record(
+                    running, runner, kind, diagnostics)]))
             self.pending.push_front(unfinished)
         if runner.has_combiner and self.combiner_record is None:
             self.combiner_assigned = False
@@ -318,6 +331,34 @@ class Driver:
         if slot is not None:
             self.local.kill(slot)
         self._state_dirty = True
+
+    def _explain(self, runner):
+        """``(failure class, diagnostics or None)`` of a lost runner."""
+        if self.explain is None:
+            return E.LOST, None
+        try:
+            found = self.explain(runner.id)
+        except Exception as e:  # noqa: BLE001 (why it ended is a bonus; the loss is handled)
+            print(f"[dato-dist] could not learn why runner {runner.id} ended: {e}", flush=True)
+            found = None
+        return found or (E.LOST, None)
+
+    def _lost_record(self, index, runner, kind, diagnostics):
+        losses = self.losses[index]
+        if kind == E.MEMORY:
+            exc, message = MEMORY_EXCEEDED, (
+                "the task's container was killed for running beyond its physical memory "
+                "limit; give it larger containers (container_size) or make the task use "
+                "less")
+        else:
+            exc, message = RUNNER_LOST, (
+                f"the runner died {losses} times while running this task (killed, out of "
+                "memory, or the task ended its process)")
+        if diagnostics:  # the backend's, saying whose ("YARN's diagnostics: ...")
+            message += f". {diagnostics}"
+        current = runner.current  # (index, start) from its heartbeats
+        start = current[1] if current and current[0] == index else time.time()
+        return records.failure(index, start, losses, runner.worker, exc, message, None, kind)
 
     # -- records and scheduling ----------------------------------------------------------
     def _add_records(self, batch, runner=None):
@@ -429,7 +470,7 @@ class Driver:
             return
         kind = msg[0]
         if kind == P.HELLO:
-            runner = _Runner(conn, msg[1], msg[2], msg[3])
+            runner = _Runner(conn, *msg[1:5])
             self.runners[conn] = runner
             self._send(runner, (P.SETUP, self.function_bytes, self.combiner_bytes,
                                 self.runner_settings, self.name_prefix))
@@ -473,7 +514,7 @@ class Driver:
         running = []
         for r in self.runners.values():
             if r.current and r.current[0] is not None and r.current[0] not in self.done:
-                running.append([r.current[0], r.current[1], f"{r.host}:{r.pid}"])
+                running.append([r.current[0], r.current[1], r.worker])
         self.state.update(
             counts={"total": self.n, "completed": len(self.done) - self.failed,
                     "failed": self.failed, "running": len(running),
@@ -493,10 +534,13 @@ class Driver:
             self.no_runner_since = None
         elif self.no_runner_since is None:
             self.no_runner_since = now
+        elif now - self.last_node_check > 2.0 and self._explain_no_runner():
+            pass  # the backend says why no runner can come (self.error is set)
         elif now - self.no_runner_since > self.settings["runner_wait_timeout"]:
             self.error = (f"No runner was connected for {now - self.no_runner_since:.0f} s "
                           "(config key driver.runner_wait_timeout) with work left; see the "
                           "runner logs.")
+            self.error_class = E.INFRASTRUCTURE  # no capacity, or no runner could start
         if self.local is None:
             return
         for slot, _code in self.local.reap():
@@ -509,6 +553,22 @@ class Driver:
             self.error = ("Every runner was lost and none could be replaced (config key "
                           "driver.max_runner_restarts); see the runner logs in "
                           f"{self.files.store.display_path(self.files.log_rel())}.")
+            self.error_class = E.LOST
+
+    def _explain_no_runner(self):
+        """While no runner is connected: when the backend knows that none can start (every
+        worker's package install failed: ``environment``), fail the job with that."""
+        self.last_node_check = time.monotonic()
+        node_error = getattr(self.explain, "node_error", None)
+        try:
+            found = node_error() if node_error is not None else None
+        except Exception as e:  # noqa: BLE001 (the runner wait still bounds the job)
+            print(f"[dato-dist] could not ask the backend about its workers: {e}", flush=True)
+            found = None
+        if found:
+            self.error_class, why = found
+            self.error = f"No runner could start: {why}"
+        return bool(found)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self):
@@ -563,17 +623,25 @@ class Driver:
         elif self.spec["has_combiner"] and self.combiner_record["status"] == "Failed":
             status = "Failed"
             rec = self.combiner_record
+            self.error_class = rec.get("failure_class") or E.USER
             self.error = (f"The combiner raised {rec['exception']}: {rec['exception_message']}\n"
                           f"{rec['exception_traceback']}")
         elif self.spec["kind"] == "job" and self.first_failure is not None:
             # GraphLab's rule: a job whose last stage is one task fails with that task.
             status = "Failed"
             rec = self.first_failure
-            self.error = (f"The job's function raised {rec['exception']}: "
-                          f"{rec['exception_message']}\n{rec['exception_traceback'] or ''}")
+            self.error_class = rec.get("failure_class") or E.USER
+            if self.error_class in (E.USER, E.ENVIRONMENT):
+                self.error = (f"The job's function raised {rec['exception']}: "
+                              f"{rec['exception_message']}\n{rec['exception_traceback'] or ''}")
+            else:  # it did not raise: its runner or container ended under it
+                self.error = (f"The job's task failed ({rec['exception']}): "
+                              f"{rec['exception_message']}")
         else:
             status = "Completed"
-        self.state.update(status=status, ended=time.time(), error=self.error)
+        self.state.update(status=status, ended=time.time(), error=self.error,
+                          failure_class=(self.error_class or E.INFRASTRUCTURE)
+                          if status == "Failed" else None)
         self._state_dirty = True
         self.flush()
         if self.done_fd is not None:
@@ -648,7 +716,7 @@ def bind_listener(host, port_range, authkey):
 
 
 def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(signal.SIGTERM,),
-        done_fd=None, acceptor=None, log_dirs=(), job_key=None):
+        done_fd=None, acceptor=None, log_dirs=(), job_key=None, explain=None):
     """Run the job ``job_id`` of the store at ``store_uri`` to its end; return its status.
 
     ``listener`` is bound already (runners connect to it), and may be accepting already
@@ -656,7 +724,8 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
     machine. Any of ``cancel_signals`` cancels the job. The files in ``log_dirs`` are copied
     to the job's logs while it runs when the store is remote. ``job_key`` signs and checks
     the job's files (without it, it is derived from this user's key: see
-    :mod:`dato_dist.keys`).
+    :mod:`dato_dist.keys`). ``explain``, given by a backend, says why a lost runner ended
+    (see :class:`Driver`).
     """
     acceptor = acceptor or Acceptor(listener)
     from .jobfiles import JobFiles
@@ -667,7 +736,8 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
         signal.signal(sig, lambda *a: pending_signals.append(a[0]))
     files = JobFiles(Store(store_uri), job_id, key=job_key)
     spec = files.read_spec()
-    driver = Driver(files, spec, acceptor, authkey, local_runners=local, done_fd=done_fd)
+    driver = Driver(files, spec, acceptor, authkey, local_runners=local, done_fd=done_fd,
+                    explain=explain)
     for sig in cancel_signals:  # a cancel ends the loop at its next turn
         signal.signal(sig, lambda *a: setattr(driver, "cancel_requested", True))
     if pending_signals:
@@ -679,7 +749,8 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
         driver.run()
     except BaseException as e:
         driver.state.update(status="Failed", ended=time.time(),
-                            error=f"The driver failed: {type(e).__name__}: {e}")
+                            error=f"The driver failed: {type(e).__name__}: {e}",
+                            failure_class=E.INFRASTRUCTURE)
         try:
             driver._write_state()
         finally:

@@ -195,6 +195,19 @@ class BackendUnavailable(DatoDistError, ImportError):
         )
 
 
+class FunctionNotLoadable(DatoDistError, ImportError):
+    """A runner could not load (unpickle) the job's function or combiner: a module it
+    needs is missing on that node, or differs from the client's. Failure class
+    ``environment``."""
+
+    def __init__(self, *, what, cause):
+        self.cause = cause
+        super().__init__(
+            f"The job's {what} could not be loaded on this runner: {type(cause).__name__}: "
+            f"{cause}. Install the modules it needs on the cluster's nodes (for Hadoop: "
+            "additional_packages), or define it in a module that is installed there.")
+
+
 class UnsupportedApi(DatoDistError, NotImplementedError):
     """A GraphLab API that dato-dist deliberately does not support."""
 
@@ -300,3 +313,60 @@ class ClusterNotFound(DatoDistError, KeyError):
 
 class ClusterNotRunning(Ec2Error):
     """A job was submitted to a cluster whose hosts are not running."""
+
+
+# -- failure classes: why a task or a job failed (on records, in metrics and state.json) ------
+
+#: The task or the combiner raised.
+USER = "user"
+#: The runner, its container or its host went away while running the task.
+LOST = "lost"
+#: The task was killed for exceeding its memory (on YARN: the NodeManager's memory check).
+MEMORY = "memory"
+#: YARN preempted the task's container (ContainerExitStatus.PREEMPTED).
+PREEMPTED = "preempted"
+#: The node could not import or install what the task needs (a module missing where the
+#: function is unpickled, a worker's pip install of additional packages failed).
+ENVIRONMENT = "environment"
+#: The platform failed: the store is unreachable, no capacity or allocation for runners.
+INFRASTRUCTURE = "infrastructure"
+#: Every failure class, in the order of the list above.
+FAILURE_CLASSES = (USER, LOST, MEMORY, PREEMPTED, ENVIRONMENT, INFRASTRUCTURE)
+
+
+def failure_class_of(exc):
+    """The failure class of an exception raised by a task: ``environment`` for an import
+    failure (the node lacks a module the task needs), ``infrastructure`` for our store
+    errors, else ``user``."""
+    if isinstance(exc, ImportError) and not isinstance(exc, BackendUnavailable):
+        return ENVIRONMENT
+    if isinstance(exc, StoreError):
+        return INFRASTRUCTURE
+    return USER
+
+
+def with_failure_class(message, failure_class):
+    """``message`` led by its failure class, as ``get_error()`` shows it:
+    ``[memory] The job's task failed ...``."""
+    if not message or not failure_class or message.startswith(f"[{failure_class}] "):
+        return message
+    return f"[{failure_class}] {message}"
+
+
+# Skein's container report keeps only the "Current usage" part of the NodeManager's text:
+# "271.4 MB of 256 MB physical memory used".
+_MEMORY_WORDS = ("beyond physical memory", "beyond the 'physical' memory", "exceeded_pmem",
+                 "physical memory used", "exit code is -104", "exit status: -104")
+_PREEMPTED_WORDS = ("preempted", "exit code is -102", "exit status: -102")
+
+
+def failure_class_of_diagnostics(text, default=LOST):
+    """The failure class YARN's diagnostics of an ended container or application say:
+    ``memory`` (the NodeManager killed it for exceeding its physical memory, exit status
+    -104), ``preempted`` (exit status -102), else ``default``."""
+    low = (text or "").lower()
+    if any(w in low for w in _MEMORY_WORDS):
+        return MEMORY
+    if any(w in low for w in _PREEMPTED_WORDS):
+        return PREEMPTED
+    return default

@@ -8,7 +8,7 @@ import datetime
 import logging
 import time
 
-from . import jobfiles, serialize
+from . import errors, jobfiles, serialize
 from .environments import environment_from_dict
 from .errors import (
     CorruptStoreFile,
@@ -195,10 +195,11 @@ class Job:
             status, error = self.environment.lost_job_status(self._files, launch)
             if status not in FINAL:  # the driver is gone: the job cannot end by itself
                 status = "Failed"
-            return dict(state or {}, status=status, error=error)
+            return dict(state or {}, status=status, error=error, failure_class=(
+                errors.failure_class_of_diagnostics(error) if status == "Failed" else None))
         lost = self._heartbeat_lost(state)
         if lost:
-            return dict(state, status="Failed", error=lost)
+            return dict(state, status="Failed", error=lost, failure_class=errors.LOST)
         return state or {"status": "Pending"}
 
     def _heartbeat_lost(self, state):
@@ -235,8 +236,30 @@ class Job:
         return state.get("status", "Unknown")
 
     def get_error(self):
-        """The job-level error (driver died, combiner raised, environment failed) or None."""
-        return self._state().get("error")
+        """The job-level error (driver died, combiner raised, environment failed) or None;
+        led by the job's failure class when it has one (``[lost] The job's driver ...``)."""
+        state = self._state()
+        return errors.with_failure_class(state.get("error"), state.get("failure_class"))
+
+    def get_failure_class(self):
+        """Why the job failed, or None if it did not (or failed before it ran, e.g. YARN
+        refused it): one of :data:`dato_dist.errors.FAILURE_CLASSES`.
+
+        ``'user'``: its function or combiner raised; ``'lost'``: its driver, a runner, a
+        container or a host went away; ``'memory'``: killed for exceeding its memory;
+        ``'preempted'``: YARN preempted its container; ``'environment'``: a module or
+        package it needs is missing on the node; ``'infrastructure'``: the store was
+        unreachable, or no runner could be had. Each failed task has its own in the
+        metrics' ``failure_class`` column.
+
+        Examples
+        --------
+        >>> job = gl.deploy.job.create(lambda: 1 / 0)
+        >>> job.wait(), job.get_failure_class()
+        ('Failed', 'user')
+        """
+        state = self._state()
+        return state.get("failure_class") if state.get("status") == "Failed" else None
 
     def get_start_time(self):
         started = self._state().get("started")
@@ -496,7 +519,8 @@ class Job:
                  f"Function(s)        : {fn}",
                  f"Status             : {state.get('status')}"]
         if state.get("error"):
-            lines.append(f"Error              : {state['error']}")
+            lines.append("Error              : "
+                         + errors.with_failure_class(state["error"], state.get("failure_class")))
         lines += ["", "Help", "------",
                   "Visualize progress : self.show()",
                   "Query status       : self.get_status()",

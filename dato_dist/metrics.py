@@ -14,7 +14,7 @@ from .table import LazyTable
 
 #: GraphLab's columns, in its order, then the ones dato-dist adds.
 COLUMNS = ("task_name", "status", "start_time", "run_time", "exception", "exception_message",
-           "exception_traceback", "attempts", "worker")
+           "exception_traceback", "attempts", "worker", "failure_class")
 
 
 def format_time(epoch):
@@ -56,15 +56,16 @@ def metrics_table(task_names, records, running):
             batch, pos = batches[where], pos_of[i]
             return (task_names[i], "Completed", format_time(batch["start"][pos]),
                     batch["run_time"][pos], None, None, None, batch["attempts"][pos],
-                    batch["worker"])
+                    batch["worker"], None)
         if where == -2:
             rec = other[i]
             return (task_names[i], rec["status"], format_time(rec["start"]), rec["run_time"],
                     rec["exception"], rec["exception_message"], rec["exception_traceback"],
-                    rec["attempts"], rec["worker"])
+                    rec["attempts"], rec["worker"],
+                    rec.get("failure_class") if rec["status"] == "Failed" else None)
         start, worker = running[i]
         return (task_names[i], "Running", format_time(start), None, None, None, None, None,
-                worker)
+                worker, None)
 
     def row(r):
         return dict(zip(COLUMNS, cells(order[r])))

@@ -5,7 +5,7 @@ with a per-job key that is passed in memory or in the environment, never written
 store). Every message is a tuple whose first item is its kind:
 
 runner -> driver
-    ``(HELLO, runner_id, pid, host)``          first message on a connection
+    ``(HELLO, runner_id, pid, host, worker)``  first message on a connection
     ``(WANT, records)``                        finished records (a batch, see records.py);
                                                asks for more work (replied)
     ``(RESULTS, records)``                     finished records mid-batch (not replied)
@@ -41,10 +41,13 @@ RECORD_KEYS = (
     "exception_traceback",
     "result",  # cloudpickle bytes or None
     "attempts",
-    "worker",  # 'host:pid'
+    "worker",  # who ran it: 'host:pid', a YARN container, an EC2 host and runner
+    "failure_class",  # why a failed task failed (dato_dist.errors.FAILURE_CLASSES), else absent
 )
 
 AUTHKEY_ENV = "DATO_DIST_AUTHKEY"
+#: How a runner names itself in its records (see :func:`dato_dist.runner.worker_name`).
+WORKER_ENV = "DATO_DIST_WORKER"
 
 #: A runner's exit codes: no driver at the address; the driver went away mid-job.
 EXIT_NO_DRIVER, EXIT_DRIVER_GONE = 3, 4

@@ -16,7 +16,8 @@ handful of lists. A batch is a plain dict:
     ``host:pid`` of the runner that ran them
 ``other``
     full records (the keys of :data:`~dato_dist.protocol.RECORD_KEYS`) of failed tasks and
-    of the combiner; their ``result`` is pickled bytes or None
+    of the combiner; their ``result`` is pickled bytes or None, and a failed one's
+    ``failure_class`` says why it failed (one of :data:`dato_dist.errors.FAILURE_CLASSES`)
 """
 
 import collections.abc
@@ -26,6 +27,7 @@ from array import array
 
 from . import protocol as P
 from . import serialize
+from .errors import USER
 
 
 def new_batch(worker):
@@ -53,7 +55,8 @@ def seal(batch):
             batch["other"].append(failure(
                 batch["index"][pos], batch["start"][pos], batch["attempts"][pos],
                 batch["worker"], "PicklingError",
-                f"the task's result could not be serialized: {type(e).__name__}: {e}", None))
+                f"the task's result could not be serialized: {type(e).__name__}: {e}", None,
+                USER))
             continue
         for key in ("index", "start", "run_time", "attempts"):
             keep[key].append(batch[key][pos])
@@ -69,10 +72,13 @@ def success(index, start, run_time, result, attempts, worker):
             "result": result, "attempts": attempts, "worker": worker}
 
 
-def failure(index, start, attempts, worker, exc_type, message, tb):
+def failure(index, start, attempts, worker, exc_type, message, tb, failure_class=USER):
+    """The full record of a failed task; ``failure_class`` says why (see
+    :data:`dato_dist.errors.FAILURE_CLASSES`)."""
     return {"index": index, "status": "Failed", "start": start, "run_time": None,
             "exception": exc_type, "exception_message": message, "exception_traceback": tb,
-            "result": None, "attempts": attempts, "worker": worker}
+            "result": None, "attempts": attempts, "worker": worker,
+            "failure_class": failure_class}
 
 
 #: The numeric columns of a batch as the driver stores them: arrays of 8-byte entries.

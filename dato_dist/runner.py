@@ -26,6 +26,7 @@ import cloudpickle
 
 from . import procs, records, serialize
 from . import protocol as P
+from .errors import USER, FunctionNotLoadable, failure_class_of
 from .output import MarkedStream, OutputCap, TaskMarker
 from .tasklist import TaskColumns
 
@@ -72,7 +73,7 @@ def _run_one(fn, payload, max_retries, index, state):
 
     ``payload`` is the task's kwargs: a dict (plain data) or its pickle. Returns
     ``(start, attempts, run_time, value, None)``, or ``(start, attempts, None, None,
-    (exception name, message, traceback))`` when the last attempt raised.
+    (exception name, message, traceback, failure class))`` when the last attempt raised.
     """
     attempts = 0
     while True:
@@ -94,8 +95,12 @@ def _run_one(fn, payload, max_retries, index, state):
                 print(f"[dato-dist] attempt {attempts} raised {type(e).__name__}: {e}; retrying",
                       file=sys.stderr)
                 continue
-            return start, attempts, None, None, (type(e).__name__, str(e),
-                                                 traceback.format_exc())
+            return start, attempts, None, None, _error(e)
+
+
+def _error(exc):
+    """What a record keeps of ``exc``, raised by a task: name, message, traceback, class."""
+    return type(exc).__name__, str(exc), traceback.format_exc(), failure_class_of(exc)
 
 
 def _flush_output():
@@ -198,8 +203,7 @@ def _run_tiny(fn, tasks, marker, state, done, send_at):
                 indices.pop()
                 t0s.pop()
                 done["other"].append(records.failure(
-                    index, offset + t0, 1, done["worker"], type(e).__name__, str(e),
-                    traceback.format_exc()))
+                    index, offset + t0, 1, done["worker"], *_error(e)))
                 tiny = False
                 break
             t1 = perf()
@@ -267,7 +271,7 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
             except BaseException as e:  # a task's SystemExit must not end the runner either
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                attempts, error = 1, (type(e).__name__, str(e), traceback.format_exc())
+                attempts, error = 1, _error(e)
         else:
             start, attempts, run_time, value, error = _run_one(
                 fn, payload, max_retries, index, state)
@@ -303,11 +307,17 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
 
 def _combine(combiner_bytes, pairs, worker, state, done):
     """Run the combiner on the map results; add its record to the batch ``done``."""
-    combiner = cloudpickle.loads(combiner_bytes)
     print("[dato-dist] combiner started", flush=True)
-    kwargs = {name: (serialize.loads(r) if r is not None else None) for name, r in pairs}
-    start, attempts, run_time, value, error = _run_one(
-        lambda: combiner(**kwargs), {}, 0, P.COMBINER_INDEX, state)
+
+    def combine():
+        try:
+            combiner = cloudpickle.loads(combiner_bytes)
+        except Exception as e:  # a module it needs is missing here
+            raise FunctionNotLoadable(what="combiner", cause=e) from e
+        kwargs = {name: (serialize.loads(r) if r is not None else None) for name, r in pairs}
+        return combiner(**kwargs)
+
+    start, attempts, run_time, value, error = _run_one(combine, {}, 0, P.COMBINER_INDEX, state)
     state["current"] = None
     if error is None:
         try:
@@ -315,11 +325,20 @@ def _combine(combiner_bytes, pairs, worker, state, done):
                                      attempts, worker)
         except Exception as e:
             error = ("PicklingError", f"the combiner's result could not be serialized: {e}",
-                     traceback.format_exc())
+                     traceback.format_exc(), USER)
     if error is not None:
         record = records.failure(P.COMBINER_INDEX, start, attempts, worker, *error)
     done["other"].append(record)
     _flush_output()
+
+
+def worker_name(runner_id):
+    """How this runner's records name it (the metrics' ``worker``): ``host:pid``, or the
+    template in :data:`~dato_dist.protocol.WORKER_ENV` (``{id}``, ``{host}`` and ``{pid}``
+    in it are replaced), which a cluster backend sets to name its container or instance;
+    the name always ends with ``:pid``."""
+    template = os.environ.get(P.WORKER_ENV) or "{host}:{pid}"
+    return template.format(id=runner_id, host=socket.gethostname(), pid=os.getpid())
 
 
 def serve(address, authkey, runner_id):
@@ -345,7 +364,7 @@ def serve(address, authkey, runner_id):
 
 
 def _serve(address, authkey, runner_id):
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_name(runner_id)
     try:
         conn = Client(tuple(address), authkey=authkey)
     except (OSError, EOFError) as e:
@@ -354,7 +373,7 @@ def _serve(address, authkey, runner_id):
         return EXIT_NO_DRIVER
     P.set_nodelay(conn)
     channel = _Channel(conn)
-    channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname()))
+    channel.send((P.HELLO, runner_id, os.getpid(), socket.gethostname(), worker))
     kind, function_bytes, combiner_bytes, settings, name_prefix = channel.recv()
     assert kind == P.SETUP, kind
     max_retries = settings["max_retries"]
@@ -373,10 +392,8 @@ def _serve(address, authkey, runner_id):
     except Exception as e:  # e.g. the function's module is not importable here
         error = e
 
-        def fn(**kwargs):
-            raise RuntimeError(
-                f"The job's function could not be loaded on this runner: "
-                f"{type(error).__name__}: {error}") from error
+        def fn(**kwargs):  # each task fails with it, as class 'environment'
+            raise FunctionNotLoadable(what="function", cause=error) from error
     state = {"current": None}
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(channel, state, heartbeat_interval, stop),

@@ -33,6 +33,7 @@ import time
 
 from dato_dist import node, procs
 from dato_dist.keys import JOB_KEY_ENV
+from dato_dist.protocol import WORKER_ENV
 
 
 def _job_dir(base, job):
@@ -173,6 +174,9 @@ class _Agent:
         job_key = os.environ.pop(JOB_KEY_ENV, None)
         self.job_key = bytes.fromhex(job_key) if job_key else None
         env = dict(os.environ)
+        # Records name the instance and the runner: "<instance id>-<slot>:<pid>" (the pid
+        # last, as on every environment).
+        env[WORKER_ENV] = "{id}:{pid}"
         host, _, port = a.driver.rpartition(":")
         port = int(port)
         # This host's log folder is never the store's: always copy.

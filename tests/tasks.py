@@ -128,3 +128,23 @@ def speaks_every(i, every):
 def minus(x, y, *, scale=1):
     """Not symmetric: a positional call in the wrong order would show."""
     return (x - y) * scale
+
+
+def import_missing():
+    import ddt_no_such_module  # noqa: F401  (a package missing on the node)
+
+
+def hog(mb, seconds):
+    """Hold ``mb`` MiB (written, so resident) for ``seconds``."""
+    import time
+
+    data = b"\x01" * (mb << 20)
+    time.sleep(seconds)
+    return len(data)
+
+
+def dies_first(i):
+    """Task 0 ends its runner's process (and so its YARN container) each time it runs."""
+    if i == 0:
+        os._exit(7)
+    return i

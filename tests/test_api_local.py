@@ -235,7 +235,8 @@ def test_metrics_of_many_tasks_keep_the_table_contract(env2):
             "start_time": format_time(rec["start"]), "run_time": rec["run_time"],
             "exception": rec["exception"], "exception_message": rec["exception_message"],
             "exception_traceback": rec["exception_traceback"], "attempts": rec["attempts"],
-            "worker": rec["worker"]}
+            "worker": rec["worker"],
+            "failure_class": rec["failure_class"] if rec["status"] == "Failed" else None}
     text = str(metrics)
     assert f"[{n} rows x {len(COLUMNS)} columns]" in text and "print_rows" in text
     assert "add-0-9 " in text and "add-0-10 " not in text  # the head only: 10 rows

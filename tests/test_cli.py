@@ -43,7 +43,7 @@ def test_jobs_and_job_subcommands(env2):
     out = cli("job", "show", "cli-job")
     assert "Status             : Completed" in out.stdout
     out = cli("job", "metrics", "cli-job")
-    assert "chatty-0-1" in out.stdout and "[2 rows x 9 columns]" in out.stdout
+    assert "chatty-0-1" in out.stdout and "[2 rows x 10 columns]" in out.stdout
     out = cli("job", "logs", "cli-job")
     assert "hello from task 2" in out.stdout and "==> driver.log <==" in out.stdout
     out = cli("job", "cancel", "cli-job")

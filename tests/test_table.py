@@ -170,4 +170,4 @@ def test_metrics_table_from_record_batches_is_what_full_records_give():
     assert lazy["task_name"] == [f"f-0-{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8)]
     assert lazy[3]["attempts"] == 2 and lazy[3]["worker"] == "h:2"  # the later batch wins
     assert lazy[6]["status"] == "Failed" and lazy[-1]["status"] == "Running"
-    assert str(lazy) == str(eager) and "[8 rows x 9 columns]" in str(lazy)
+    assert str(lazy) == str(eager) and "[8 rows x 10 columns]" in str(lazy)

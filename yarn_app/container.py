@@ -20,6 +20,12 @@ import sys
 
 JOBKEY = "dato-dist.jobkey"  # the job's store key (dato_dist.keys): the driver's only
 DRIVER_ADDRESS = "dato-dist.driver"
+#: A worker that could not set itself up (pip install failed) says why under this prefix.
+WORKER_ERROR = "dato-dist.worker-error."
+#: Seconds the driver waits for YARN to report a lost runner's container as ended (the
+#: application master hears of it on its next heartbeat with the ResourceManager).
+EXPLAIN_TIMEOUT = 8.0
+_ENDED = ("SUCCEEDED", "FAILED", "KILLED")
 
 
 def _container_id():
@@ -59,6 +65,45 @@ def _install_packages(files, packages):
     sys.path.insert(0, os.path.abspath("deps"))
 
 
+class ContainerExplainer:
+    """Why a worker container ended, from YARN through Skein's application master: the
+    driver's ``explain`` (see :class:`dato_dist.driver.Driver`). A runner's id is its
+    container's id; the container's ``exit_message`` holds YARN's diagnostics (for a
+    memory kill: "... is running ... beyond the 'PHYSICAL' memory limit ...")."""
+
+    def __init__(self, app, timeout=EXPLAIN_TIMEOUT):
+        self.app, self.timeout = app, timeout
+
+    def __call__(self, runner_id):
+        import time
+
+        from dato_dist import errors
+
+        deadline = time.monotonic() + self.timeout
+        while True:
+            for c in self.app.get_containers(services=["worker"], states=_ENDED):
+                if c.yarn_container_id == runner_id:
+                    text = " ".join((c.exit_message or "").split())
+                    return errors.failure_class_of_diagnostics(text), (
+                        f"YARN's diagnostics: container {runner_id} ended {c.state}"
+                        + (f": {text}" if text else ""))
+            if time.monotonic() > deadline:
+                return None  # still running as far as YARN knows: the runner alone was lost
+            time.sleep(0.25)
+
+    def node_error(self):
+        """``(failure class, why)`` when workers failed to set up (``environment``) and none
+        is running or about to; else None."""
+        from dato_dist import errors
+
+        found = {k: v for k, v in self.app.kv.get_prefix(WORKER_ERROR).items()}
+        if not found or self.app.get_containers(services=["worker"]):
+            return None  # a worker may still come up
+        cid, why = sorted(found.items())[-1]
+        return errors.ENVIRONMENT, (f"{len(found)} worker container(s) could not set up; "
+                                    f"the last, {cid[len(WORKER_ERROR):]}: {why.decode()}")
+
+
 def driver(args):
     import skein
 
@@ -73,7 +118,8 @@ def driver(args):
     files = _job_files(args.store, args.job)
     with node.LogShipper(files, _log_dirs(), prefix="driver-"):
         status = drv.run(args.store, args.job, listener, authkey,
-                         job_key=bytes.fromhex(app.kv.wait(JOBKEY).decode()))
+                         job_key=bytes.fromhex(app.kv.wait(JOBKEY).decode()),
+                         explain=ContainerExplainer(app))
     return 0 if status in ("Completed", "Canceled") else 1
 
 
@@ -87,8 +133,18 @@ def worker(args):
     host, _, port = app.kv.wait(DRIVER_ADDRESS).decode().rpartition(":")
     files = _job_files(args.store, args.job)
     cid = _container_id()
+    from dato_dist.protocol import WORKER_ENV
+
+    # records name the container, its host and the runner: "container_..._000002@host:pid"
+    os.environ[WORKER_ENV] = cid + "@" + (os.environ.get("NM_HOST") or socket.gethostname()) \
+        + ":{pid}"
     with node.LogShipper(files, _log_dirs(), prefix=f"worker-{cid}-"):
-        _install_packages(files, args.packages)
+        try:
+            _install_packages(files, args.packages)
+        except Exception as e:  # the driver reports it (class 'environment')
+            why = f"pip install {' '.join(args.packages)} failed: {type(e).__name__}: {e}"
+            app.kv[WORKER_ERROR + cid] = why.encode()
+            raise
         return runner.serve((host, int(port)), authkey, cid)
 
 

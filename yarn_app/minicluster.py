@@ -505,7 +505,17 @@ def build_site_files(ports, conf_dir, lib_dir, work_dir, nm_memory_mb, nm_vcores
         "yarn.scheduler.maximum-allocation-mb": nm_memory_mb,
         "yarn.scheduler.minimum-allocation-vcores": 1,
         "yarn.scheduler.maximum-allocation-vcores": nm_vcores,
+        # Enforce container memory like a production NodeManager: MiniYARNCluster turns its
+        # ContainersMonitor off unless told otherwise; physical memory is checked (a
+        # container over its size is killed, with YARN's diagnostics), virtual memory is
+        # not (Python and the JVM reserve far more than they use), every 500 ms. Without
+        # cgroups, "memory.enforced" (default true) must be off: with it on, the monitor
+        # leaves the killing to cgroups' OOM killer and never checks (checkLimit returns).
+        "yarn.minicluster.control-resource-monitoring": "true",
+        "yarn.nodemanager.resource.memory.enforced": "false",
+        "yarn.nodemanager.pmem-check-enabled": "true",
         "yarn.nodemanager.vmem-check-enabled": "false",
+        "yarn.nodemanager.container-monitor.interval-ms": 500,
         "yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage": 99.5,
         "yarn.nodemanager.disk-health-checker.min-free-space-per-disk-mb": 0,
         # Containers inherit the whitelisted variables from the NodeManager as

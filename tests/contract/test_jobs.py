@@ -73,7 +73,8 @@ def test_seed_map_job_results_and_metrics(environment, jobs):
     assert metrics["attempts"] == [1, 1, 1]
     assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", t) for t in metrics["start_time"])
     assert all(re.match(r"^.+:\d+$", w) for w in metrics["worker"])
-    assert "[3 rows x 9 columns]" in str(metrics)
+    assert metrics["failure_class"] == [None, "user", None]
+    assert "[3 rows x 10 columns]" in str(metrics)
     with pytest.raises(RuntimeError, match="get_map_results"):
         job.get_results()
     assert job.get_start_time() <= job.get_end_time()
@@ -97,6 +98,7 @@ def test_plain_job_whose_function_raises_fails(environment, jobs):
     job = start(environment, jobs, gl.deploy.job.create, tasks.add, x=None, y=1)
     assert ended(environment, job) == "Failed"
     assert "TypeError" in job.get_error() and "unsupported operand" in job.get_error()
+    assert job.get_failure_class() == "user" and job.get_error().startswith("[user] ")
     row = job.get_metrics()[0]
     assert row["status"] == "Failed" and row["exception"] == "TypeError"
     with pytest.raises(RuntimeError, match="unsupported operand"):

@@ -343,6 +343,11 @@ def test_runner_killed_on_a_host_is_replaced_by_its_agent(cluster, sandbox):
     os.kill(victim[0], signal.SIGKILL)
     assert job.wait(timeout=90) == "Completed", job.get_error()
     assert job.get_map_results() == [i * i for i in range(8)]
+    # records name the instance and the runner that ran each task: <instance>-<slot>:<pid>
+    workers = job.get_metrics()["worker"]
+    hosts = {h.instance_id for h in cluster.hosts}
+    assert all(w.rsplit("-", 1)[0] in hosts and w.rsplit(":", 1)[1].isdigit()
+               for w in workers), workers
 
     def agent_log():
         text = job.read_logs().get(f"agent-{worker}.log", "")
