@@ -60,6 +60,10 @@ class _TaskQueue:
     def __len__(self):
         return self._len
 
+    def first(self):
+        """The index at the front (the queue is not empty)."""
+        return self._parts[0][0]
+
     def take(self, k):
         """Up to ``k`` indices from the front (fewer when the front part is shorter): a
         ``range`` or a list."""
@@ -281,6 +285,7 @@ class Driver:
         self.done = set()
         self.failed = 0
         self.losses = collections.Counter()
+        self.suspects = set()  # tasks of a lost runner that may have ended it (see _lose)
         self.earlier = None  # a rerun's runs of each task in the earlier runs (Counter)
         self.runners = {}  # conn -> _Runner
         self.unflushed = []
@@ -313,22 +318,33 @@ class Driver:
         except OSError:
             pass
         unfinished = [i for i in runner.inflight if i not in self.done]
+        quarantined = False
         if unfinished:
-            running = unfinished[0]  # a runner works through its batch in order
-            self.losses[running] += 1
             kind, diagnostics = self._explain(runner)
+            suspects = _suspects(unfinished, runner.current)
             print(f"[dato-dist] runner {runner.id} ({runner.worker}) lost ({why}; {kind}"
                   + (f": {diagnostics}" if diagnostics else "")
                   + f"); re-queuing {len(unfinished)} task(s)", flush=True)
-            if kind == E.MEMORY or self.losses[running] >= MAX_TASK_LOSSES:
-                unfinished.pop(0)
-                self._add_records(records.of_records([self._lost_record(
-                    running, runner, kind, diagnostics)]))
+            if len(suspects) == 1:  # it was running this task: the loss is this task's
+                running = suspects[0]
+                self.losses[running] += 1
+                if kind == E.MEMORY or self.losses[running] >= MAX_TASK_LOSSES:
+                    unfinished.remove(running)
+                    self._add_records(records.of_records([self._lost_record(
+                        running, runner, kind, diagnostics)]))
+            else:
+                # A runner sends finished records in batches, so any of these may be the
+                # task that ended it: each runs alone until it is done, and a loss then
+                # names its task.
+                self.suspects.update(suspects)
+                quarantined = True
             self.pending.push_front(unfinished)
         if runner.has_combiner and self.combiner_record is None:
             self.combiner_assigned = False
         slot = None if self.local is None else self.local.slot_of(runner.id)
         if slot is not None:
+            if quarantined:
+                self.local.forgive(slot)
             self.local.kill(slot)
         self._state_dirty = True
 
@@ -366,6 +382,8 @@ class Driver:
         finished = records.indices(batch)
         if not finished:
             return
+        if self.suspects:
+            self.suspects.difference_update(finished)
         repeated = () if self.done.isdisjoint(finished) else {
             i for i in finished if i in self.done}  # re-queued, finished twice
         if repeated:
@@ -426,6 +444,8 @@ class Driver:
             return self._send(runner, (P.STOP,))
         if self.pending:
             size = min(self._batch_size(), self.max_batch_tasks)
+            if self.suspects and self.pending.first() in self.suspects:
+                size = 1  # a suspect of a lost runner runs alone (see _lose)
             batch = self.pending.take(size)
             runner.inflight.extend(batch)
             runner.idle = False
@@ -690,6 +710,14 @@ def _max_batch_tasks(tasks):
         return sys.maxsize
     largest = max(map(len, tasks))
     return max(1, MAX_BATCH_BYTES // max(1, largest))
+
+
+def _suspects(unfinished, current):
+    """The tasks of a lost runner that may have ended it: from the one its last heartbeat
+    said it was running (the ones before it finished) to the end of what it held."""
+    if current and current[0] in unfinished:
+        return unfinished[unfinished.index(current[0]):]
+    return unfinished
 
 
 def _count_lost_attempts(batch, losses):

@@ -202,6 +202,12 @@ class Runners:
         finally:
             os.close(fd)
 
+    def forgive(self, slot):
+        """Do not count the next replacement of ``slot``: its runner's loss quarantined the
+        tasks it held rather than blame one (the driver's ``_lose``; such losses are
+        bounded by the job's tasks, since each quarantines at least two)."""
+        self.restarts[slot] = self.restarts.get(slot, 0) - 1
+
     def replace(self, slot):
         """Spawn the runner of ``slot`` again unless it was replaced ``max_restarts`` times
         already; True if it was."""

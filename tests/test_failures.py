@@ -119,3 +119,21 @@ def test_errors_classify_yarn_diagnostics():
     assert errors.failure_class_of(ValueError("x")) == "user"
     assert errors.with_failure_class("boom", "lost") == "[lost] boom"
     assert errors.with_failure_class("[lost] boom", "lost") == "[lost] boom"
+
+
+def test_a_task_that_kills_its_runner_mid_batch_is_the_one_blamed(tmp_path):
+    """A runner holds finished records until it sends them, so when it dies mid-batch the
+    driver cannot tell which of its tasks ended it: those tasks run alone until done, and
+    only the task that ends its process is recorded lost; every other task completes."""
+    env = gl.deploy.environment.LocalAsync("one", num_workers=1)
+    n, culprit = 12, 6
+    job = gl.deploy.map_job.create(
+        lambda i: tasks.suicide() if i == culprit else i, [{"i": i} for i in range(n)],
+        environment=env)
+    assert job.wait(timeout=120) == "Completed"
+    results = job.get_map_results()
+    assert results == [None if i == culprit else i for i in range(n)]
+    metrics = job.get_metrics()
+    assert metrics[culprit]["exception"] == "RunnerLost"
+    assert metrics[culprit]["failure_class"] == "lost"
+    assert [r["status"] for r in metrics].count("Failed") == 1
