@@ -27,6 +27,7 @@ import time
 from .config import load as load_config
 from .errors import EnvironmentNotFound, InvalidArgument, JobNotFound
 from .job import Job
+from .store import private_dirs
 from .table import HEAD_COLUMNS, HEAD_ROWS, Table
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,8 @@ def _format_date(epoch):
 
 
 def _private_dir(path):
-    """Make the folder ``path`` (and missing parents) 0700 whatever the umask."""
-    if path.is_dir():
-        return path
-    _private_dir(path.parent)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        return path
-    os.chmod(path, 0o700)
+    """The folder ``path``, made 0700 (and missing parents) whatever the umask."""
+    private_dirs(path)
     return path
 
 

@@ -208,7 +208,7 @@ class Store:
 
         try:
             if self.fs.type_name == "local":
-                _private_dirs(self.root)
+                private_dirs(self.root)
             else:
                 self.fs.create_dir(self.root, recursive=True)
             self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
@@ -242,7 +242,7 @@ class Store:
 
         target = self.path(rel)
         if self.fs.type_name == "local":
-            _private_dirs(self.root)
+            private_dirs(self.root)
             self.check_owner()
             try:
                 os.mkdir(target, 0o700)
@@ -451,13 +451,13 @@ def _user_name(uid):
         return f"uid {uid}"
 
 
-def _private_dirs(path):
+def private_dirs(path):
     """Make the local folder ``path`` and its missing parents 0700, whatever the umask."""
     if os.path.isdir(path):
         return
     parent = os.path.dirname(path)
     if parent and parent != path:
-        _private_dirs(parent)
+        private_dirs(parent)
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -473,7 +473,7 @@ def _put_private(parent, target, parts, header_of=None, header_size=0):
     """Write a local file 0600 (whatever the umask) under a temporary name, then rename.
     With ``header_of``, ``header_size`` bytes are left in front, filled with what
     ``header_of()`` returns, which runs in a thread while ``parts`` are written."""
-    _private_dirs(parent)
+    private_dirs(parent)
     tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
