@@ -126,3 +126,21 @@ def test_a_module_missing_on_the_node_is_an_environment_failure(hadoop, yarn_app
     assert job.get_failure_class() == "environment"
     assert "ddt_no_such_module" in job.get_error()
     assert job.get_metrics()[0]["failure_class"] == "environment"
+
+
+def test_a_package_that_cannot_be_installed_on_the_node_is_an_environment_failure(
+        dist_path, minicluster, yarn_apps):
+    """A worker whose pip install of the cluster's additional packages fails says why in
+    Skein's kv; once no worker is left, the job is Failed, class 'environment', with pip's
+    reason, rather than waiting for runners that will never come."""
+    missing = "ddt-no-such-package-4c1e9"
+    hadoop = gl.deploy.hadoop_cluster.create(
+        "hadoop-badpkg", dist_path, hadoop_conf_dir=minicluster.conf_dir, num_containers=1,
+        additional_packages=missing)
+    job = gl.deploy.job.create(tasks.add, environment=hadoop, x=1, y=2)
+    yarn_apps.append(job.app_id)
+    assert job.wait(timeout=300) == "Failed", job.get_error()
+    assert job.get_failure_class() == "environment", job.get_error()
+    error = job.get_error()
+    assert error.startswith("[environment] ") and missing in error, error
+    assert "pip install" in error, error
