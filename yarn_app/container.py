@@ -109,11 +109,12 @@ def driver(args):
 
     from dato_dist import driver as drv
     from dato_dist import node
+    from dato_dist.listener import bind_listener
 
     app = skein.ApplicationClient.from_current()
     authkey = node.job_keys(app.kv)["authkey"]
     host = os.environ.get("NM_HOST") or socket.gethostname()
-    listener = drv.bind_listener(host, (args.start_port, args.end_port), authkey)
+    listener = bind_listener(host, (args.start_port, args.end_port), authkey)
     app.kv[DRIVER_ADDRESS] = f"{host}:{listener.address[1]}".encode()
     files = _job_files(args.store, args.job)
     with node.LogShipper(files, _log_dirs(), prefix="driver-"):
