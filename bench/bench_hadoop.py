@@ -52,7 +52,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -520,10 +519,7 @@ def main(argv=None):
 
             yarn_cluster._clients.pop(cluster.conf_dir, None)
             client.close()
-        if args.keep_home:
-            print(f"kept DATO_DIST_HOME={home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+        workloads.release_home(home, args.keep_home)
     return 0
 
 

@@ -33,7 +33,6 @@ import json
 import multiprocessing
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -498,10 +497,7 @@ def main(argv=None):
                 bench.stop_launcher()
         except Exception as e:
             print(f"WARNING: could not stop the local launcher: {e}")
-        if args.keep_home:
-            print(f"kept DATO_DIST_HOME={home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+        workloads.release_home(home, args.keep_home)
     return 0
 
 

@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import threading
@@ -303,10 +302,7 @@ def main(argv=None):
                 launcher.stop(os.environ["DATO_DIST_HOME"])
             except Exception as e:  # noqa: BLE001
                 print(f"WARNING: could not stop the local launcher: {e}")
-        if args.keep_home:
-            print(f"kept DATO_DIST_HOME={home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+        workloads.release_home(home, args.keep_home)
     return 0
 
 

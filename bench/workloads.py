@@ -26,3 +26,14 @@ def sleep_task(i):
 def blob_len(data):
     """W4: receives a large ``bytes`` argument and returns its length."""
     return len(data)
+
+
+def release_home(home, keep):
+    """End of a benchmark: keep its temporary DATO_DIST_HOME (every job's store and logs)
+    and say where, or remove it."""
+    import shutil
+
+    if keep:
+        print(f"kept DATO_DIST_HOME={home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)

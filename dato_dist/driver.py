@@ -489,7 +489,7 @@ class Driver:
         self.batch_no = point.results_files
         self.earlier = point.attempts
         if point.failed_only:
-            self.done = set(point.done)
+            self.done = point.done
             self.pending = _TaskQueue.of(point.todo)
         self.state.update(point.state)
         print(point.describe(self.files.job_id), flush=True)

@@ -184,13 +184,12 @@ class JobFiles:
 
     def rerun_numbers(self):
         """The run numbers claimed so far, ascending."""
-        try:
-            names = self.store.list(self._rel(RERUNS_DIR))
-        except NotADirectoryError:
-            # pyarrow's fsspec wrapper (HDFS through hdfs-native) checks "is a folder", then
-            # "exists": a racing claim that creates the folder in between lands here.
-            names = self.store.list(self._rel(RERUNS_DIR))
+        names = self.store.list(self._rel(RERUNS_DIR))  # retries HDFS's listing race
         return [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
+
+    def results_names(self):
+        """The names of the results files written so far (``00000000.pkl``, ...), sorted."""
+        return self.store.list(self._rel(RESULTS_DIR))
 
     def read_rerun(self, run):
         """Run ``run``'s request, once its signature verified."""
@@ -215,7 +214,7 @@ class JobFiles:
         ``0..N-1`` must be there, else :class:`~dato_dist.errors.ResultsMissing` names one.
         """
         out = records.Records()
-        names = self.store.list(self._rel(RESULTS_DIR))
+        names = self.results_names()
         if expected_files:
             present = set(names)
             for batch_no in range(expected_files):

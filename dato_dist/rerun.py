@@ -116,7 +116,7 @@ def _abandoned(files, state):
 def _results_files(files, recorded):
     """How many results files (``0..N-1``) the earlier runs left: those recorded, and any
     a killed driver wrote after its last state."""
-    names = set(files.store.list(files._rel(jobfiles.RESULTS_DIR)))
+    names = set(files.results_names())
     count = recorded or 0
     while f"{count:08d}.pkl" in names:
         count += 1
@@ -159,8 +159,7 @@ class ResumePoint:
         self.failed_only = bool(request.get("failed_only"))
         self.results_files = int(request.get("results_files") or 0)
         self.todo = records.not_completed(n) if self.failed_only else list(range(n))
-        todo = set(self.todo)
-        self.done = [i for i in range(n) if i not in todo] if self.failed_only else []
+        self.done = set(range(n)).difference(self.todo) if self.failed_only else set()
         self.attempts = collections.Counter(
             {i: a for i, a in records.attempts().items() if 0 <= i < n and a})
         for i in request.get("interrupted") or ():
