@@ -49,6 +49,7 @@ OWNER_MARKER = ".owner"
 _OBJECT_STORES = {"s3", "gcs"}
 #: Local files at least this large are written while their header is computed.
 _OVERLAP_BYTES = 1024 * 1024
+_LIST_RETRIES = 5  # a listing that races a folder being made is asked again
 
 
 def header(payload, key=None, name=""):
@@ -419,15 +420,17 @@ class Store:
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
-        for attempt in range(3):
+        for attempt in range(_LIST_RETRIES):
             try:
                 with self._lock:
                     infos = self.fs.get_file_info(selector)
                 break
-            except NotADirectoryError:
-                # pyarrow's FSSpecHandler (hdfs-native) asks "a folder?" then "there?": a
-                # folder made between the two (results/ by a running driver) reads as a file.
-                if attempt == 2:
+            except (NotADirectoryError, FileNotFoundError):
+                # Both listings ask twice, so a folder made between the two questions
+                # (results/ by a running driver) fails them; asked again, it is there.
+                # pyarrow's local listing: "list it" (missing), then "there?" (yes).
+                # pyarrow's FSSpecHandler (hdfs-native): "a folder?" (no), "there?" (yes).
+                if attempt == _LIST_RETRIES - 1:
                     raise
         return sorted(i.base_name for i in infos if not i.base_name.startswith("."))
 

@@ -94,6 +94,33 @@ def test_json_rewritten_while_read_is_never_torn(store):
         writer.join(10)
 
 
+def test_listing_a_folder_while_another_process_makes_it_never_raises(tmp_path):
+    """A client lists ``results/`` while the driver (another process) makes it: pyarrow's
+    local listing finds it missing, then asks whether it is there, and it is; that listing
+    raised FileNotFoundError (a polling ``get_map_results`` failed in CI this way)."""
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "jobs" / "j" / "results"
+    folder.parent.mkdir(parents=True)
+    store = Store(str(tmp_path / "jobs"))
+    churn = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        "end = time.monotonic() + 30\n"
+        "while time.monotonic() < end:\n"
+        "    os.mkdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"), str(folder)])
+    try:
+        deadline, lists = time.monotonic() + 2, 0
+        while time.monotonic() < deadline:
+            assert store.list("j/results") == []
+            lists += 1
+        assert lists > 1000  # enough listings to have raced the folder many times
+    finally:
+        churn.kill()
+        churn.wait(10)
+
+
 def test_job_files_results_in_batches(store):
     files = JobFiles(store, "job1", key=b"k" * 32)
     batch = new_batch("h:1")
