@@ -375,8 +375,8 @@ class Ec2Cluster(Environment):
         if not self.is_running():
             raise ClusterNotRunning(
                 f"EC2 cluster '{self.name}' is not running (stopped, or shut down after "
-                f"{self.idle_shutdown_timeout} s idle). Start it with cluster.start(), or "
-                f"ec2_cluster.load('{self.s3_path}') to see its state.")
+                f"{self.idle_shutdown_timeout} s idle). Start it again: "
+                f"gl.deploy.ec2_cluster.load('{self.s3_path}').start().")
 
     def store_uri(self, config):
         return f"{self.s3_path}/jobs"
