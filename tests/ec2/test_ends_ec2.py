@@ -77,7 +77,8 @@ def _describe(pids):
     for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                out.append(f"{pid}: {f.read().replace(b'\0', b' ').decode()[:300]}")
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{pid}: {cmd[:300]}")
         except OSError:
             out.append(f"{pid}: gone")
     return "\n".join(out)
@@ -146,12 +147,12 @@ def test_no_process_a_task_started_survives_the_job(cluster, tmp_path, end):
 
 # -- item 1: a driver whose heartbeat in S3 is too old is lost ----------------------------------
 
-@pytest.mark.parametrize("fault", ["driver stopped", "head host killed"])
+@pytest.mark.parametrize("fault", ["driver_stopped", "head_host_killed"])
 def test_a_lost_driver_is_reported_by_its_heartbeat(cluster, sandbox, monkeypatch, fault):
     """The head host stays "running" for EC2, so only the driver's heartbeat in S3 (the
     state's ``updated``) can tell: it goes stale, and the job reads Failed, class lost,
-    within driver.heartbeat_timeout, with the reason. A stopped driver (its process exists,
-    its agent does not notice) and a head host gone whole (driver, agent, sshd) alike."""
+    within driver.heartbeat_timeout, with the reason. A stopped driver (its process exists)
+    and a head host gone whole (driver, agent, sshd) alike; the agents stop what is left."""
     import dato_dist as gl
     from dato_dist import errors
 
@@ -167,7 +168,7 @@ def test_a_lost_driver_is_reported_by_its_heartbeat(cluster, sandbox, monkeypatc
             "pid"), 30, "the driver's pid in the state")
         time.sleep(4)  # longer than the timeout: a live driver keeps its heartbeat fresh
         assert job.get_status() == "Running"
-        if fault == "driver stopped":
+        if fault == "driver_stopped":
             os.kill(driver, signal.SIGSTOP)
         else:
             head.stop()  # sshd and every process of that host, as if it lost power
@@ -188,8 +189,19 @@ def test_a_lost_driver_is_reported_by_its_heartbeat(cluster, sandbox, monkeypatc
                              cwd=REPO, capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL)
         assert out.returncode != 0 and "driver is lost" in out.stdout + out.stderr, out
+        # Nobody has to cancel it: each host's agent sees the stale heartbeat too and stops
+        # the job's processes there (a stopped driver and its runners would wait forever).
+        left = wait_until(lambda: not sandbox.host_processes(f"--job {job.id}") or None, 30,
+                          "the agents to stop what is left of the job", interval=0.5)
+        assert left
+        if fault == "driver_stopped":
+            assert not _alive([driver])
+            # the head's agent recorded it: the store says Failed, so it stays Failed
+            state = job._files.read_state()
+            assert state["status"] == "Failed" and state["failure_class"] == errors.LOST
+            assert "driver is lost" in state["error"], state["error"]
     finally:
-        if fault == "driver stopped" and driver is not None:
+        if fault == "driver_stopped" and driver is not None:
             try:
                 os.kill(driver, signal.SIGCONT)
             except ProcessLookupError:
@@ -198,7 +210,7 @@ def test_a_lost_driver_is_reported_by_its_heartbeat(cluster, sandbox, monkeypatc
             sandbox.ssh_hosts([head.ip])  # power it back on
     left = sandbox.host_processes(f"--job {job.id}")
     assert not left, _describe(left)
-    assert job.get_status() == "Failed"
+    assert gl.deploy.job.load(job.uri).get_status() == "Failed"
 
 
 # -- item 4: a rerun asked of a cluster that is gone --------------------------------------------
@@ -351,3 +363,40 @@ def test_task_output_beyond_the_cap_is_cut_on_the_hosts(cluster, monkeypatch):
     assert len(text) < 65536 + 4000, (name, len(text))
     assert (f"output cut: {1_000_001 - 65536} bytes of this task's output were dropped "
             "(over 65536 bytes, config key runner.max_task_output)") in text, text[-400:]
+
+
+# -- items 3 and 5: never a wrong answer, failures explained, on EC2 ------------------------------
+
+def end_runner_or_return(i):
+    import os as _os
+
+    if i == 1:
+        _os._exit(7)  # ends the host's runner every time it runs
+    return i
+
+
+def test_a_task_that_ends_its_runner_on_a_host_is_lost_with_its_attempts(cluster):
+    """The hosts' agents replace the runner each time; the driver fails the task alone as
+    ``RunnerLost`` (class lost) after 3 runs, counted in ``attempts``; ``worker`` names the
+    instance. And a results file of the job lost from S3 afterwards is an error naming it,
+    never ``None``."""
+    import dato_dist as gl
+    from dato_dist import errors
+
+    job = gl.deploy.map_job.create(end_runner_or_return, [{"i": i} for i in range(3)],
+                                   environment=cluster)
+    assert job.wait(timeout=120) == "Completed", job.get_error()
+    assert job.get_map_results() == [0, None, 2]
+    row = job.get_metrics()[1]
+    assert row["exception"] == "RunnerLost" and row["failure_class"] == errors.LOST, row
+    assert row["attempts"] == 3, row
+    hosts = {h.instance_id for h in cluster.hosts}
+    assert row["worker"].rsplit("-", 1)[0] in hosts, row["worker"]
+    store = job._files.store
+    names = job._files.results_names()
+    assert names
+    store.delete(f"{job._files.job_id}/results/{names[0]}")  # the S3 object goes
+    again = gl.deploy.job.load(job.uri)
+    for call in (again.get_map_results, again.get_metrics):
+        with pytest.raises(errors.ResultsMissing, match=names[0]):
+            call()
