@@ -176,7 +176,8 @@ def test_a_lost_driver_is_reported_by_its_heartbeat(cluster, sandbox, monkeypatc
         assert cluster.is_running()  # EC2 cannot tell
         start = time.monotonic()
         assert job.wait(timeout=60) == "Failed"
-        assert time.monotonic() - start < 20
+        lost_after = time.monotonic() - start
+        assert lost_after < 20
         error = job.get_error()
         assert error.startswith("[lost]") and "driver is lost" in error, error
         assert "driver.heartbeat_timeout" in error and "/logs" in error, error
@@ -194,6 +195,8 @@ def test_a_lost_driver_is_reported_by_its_heartbeat(cluster, sandbox, monkeypatc
         left = wait_until(lambda: not sandbox.host_processes(f"--job {job.id}") or None, 30,
                           "the agents to stop what is left of the job", interval=0.5)
         assert left
+        print(f"{fault}: read lost after {lost_after:.1f} s, nothing of the job runs after "
+              f"{time.monotonic() - start:.1f} s")
         if fault == "driver_stopped":
             assert not _alive([driver])
             # the head's agent recorded it: the store says Failed, so it stays Failed
@@ -263,7 +266,9 @@ def test_rerun_on_a_cluster_that_is_gone_fails_at_once_and_changes_nothing(
             start = time.monotonic()
             with pytest.raises(ClusterNotRunning) as e:
                 who.rerun(failed_only=True)
-            assert time.monotonic() - start < 10
+            took = time.monotonic() - start
+            print(f"rerun on a {how} cluster refused after {took:.2f} s")
+            assert took < 10
             message = str(e.value)
             assert f"'{name}'" in message and "not running" in message, message
             assert f"Cannot rerun job '{job.name}'" in message, message
