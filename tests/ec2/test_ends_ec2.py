@@ -234,8 +234,9 @@ def test_rerun_on_a_cluster_that_is_gone_fails_at_once_and_changes_nothing(
     """``job.rerun()`` (and ``dato-dist job rerun``) of a job whose cluster was terminated
     (``cluster.stop()``) or whose instances were stopped (EC2 stop, as an idle shutdown
     does) raises ClusterNotRunning at once, naming the cluster and what to do, and leaves
-    the job's files as they were: no claim, no state, no launch. Once the cluster runs
-    again, the advice works: the failed task reruns and the completed ones are kept."""
+    the job's files as they were: no claim, no state, no launch; a new job is refused
+    alike and leaves nothing. Then the advice works: ``start()`` ends the old instances
+    (stopped ones too) and launches new ones, and the rerun runs the failed task only."""
     import dato_dist as gl
     from dato_dist.errors import ClusterNotRunning
 
@@ -286,19 +287,19 @@ def test_rerun_on_a_cluster_that_is_gone_fails_at_once_and_changes_nothing(
         assert f"'{name}'" in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert _store_snapshot(sandbox, f"{name}/jobs/") == everything
         assert job.get_status() == "Completed"
-        if how == "terminated":  # what the message says to do: start it again, then rerun
-            c = gl.deploy.ec2_cluster.load(f"s3://{sandbox.bucket}/{name}")
-            c.start()
-            ids += [h.instance_id for h in c.hosts]
-            flag.unlink()
-            again = gl.deploy.job.load(job.uri).rerun(failed_only=True)
-            assert again.wait(timeout=90) == "Completed", again.get_error()
-            assert again.get_map_results() == [0, 10, 20]
+        # What the message says to do: start it again (stopped instances are ended first,
+        # not left behind), then rerun.
+        c = gl.deploy.ec2_cluster.load(f"s3://{sandbox.bucket}/{name}")
+        c.start()
+        assert all(sandbox.instances(name)[i] == "terminated" for i in ids)
+        ids += [h.instance_id for h in c.hosts]
+        flag.unlink()
+        again = gl.deploy.job.load(job.uri).rerun(failed_only=True)
+        assert again.wait(timeout=90) == "Completed", again.get_error()
+        assert again.get_map_results() == [0, 10, 20]
     finally:
         c.stop()
-        alive = set(sandbox.instances(name).values()) - {"terminated"}
-        if alive:  # stopped instances were not the last launch's: end them too
-            sandbox.ec2.terminate_instances(InstanceIds=ids)
+        assert set(sandbox.instances(name).values()) == {"terminated"}
 
 
 # -- item 2: a running EC2 job polled as fast as possible reads whole -----------------------------
