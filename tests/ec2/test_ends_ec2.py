@@ -172,7 +172,7 @@ def test_a_lost_driver_is_reported_by_its_heartbeat(cluster, sandbox, monkeypatc
             os.kill(driver, signal.SIGSTOP)
         else:
             head.stop()  # sshd and every process of that host, as if it lost power
-            assert not _alive([driver])
+            wait_until(lambda: not _alive([driver]), 10, "the head's driver to be gone")
         assert cluster.is_running()  # EC2 cannot tell
         start = time.monotonic()
         assert job.wait(timeout=60) == "Failed"
