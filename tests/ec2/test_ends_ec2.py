@@ -406,3 +406,24 @@ def test_a_task_that_ends_its_runner_on_a_host_is_lost_with_its_attempts(cluster
     for call in (again.get_map_results, again.get_metrics):
         with pytest.raises(errors.ResultsMissing, match=names[0]):
             call()
+
+
+def import_missing(i):
+    if i == 1:
+        import dd_no_such_module_on_the_hosts  # noqa: F401
+    return i
+
+
+def test_a_module_missing_on_the_hosts_is_an_environment_failure(cluster):
+    """A task whose import fails on the host is class environment (a package the hosts
+    lack), not user: the fix is in the cluster's packages, not in the code."""
+    import dato_dist as gl
+    from dato_dist import errors
+
+    job = gl.deploy.map_job.create(import_missing, [{"i": i} for i in range(3)],
+                                   environment=cluster)
+    assert job.wait(timeout=60) == "Completed", job.get_error()
+    assert job.get_map_results() == [0, None, 2]
+    row = job.get_metrics()[1]
+    assert row["failure_class"] == errors.ENVIRONMENT, row
+    assert "dd_no_such_module_on_the_hosts" in row["exception_message"], row
