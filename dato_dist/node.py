@@ -333,13 +333,16 @@ def job_ended(files):
     return (state or {}).get("status") in FINAL_STATUSES
 
 
-def record_driver_death(files, reason):
-    """Mark the job Failed with ``reason`` unless it has a final status already: its driver
-    died (killed, out of memory) without writing one. True if it was marked."""
+def record_driver_death(files, reason, failure_class=None):
+    """Mark the job Failed with ``reason`` (and ``failure_class``, when given) unless it has
+    a final status already: its driver died (killed, out of memory) without writing one.
+    True if it was marked."""
     state = files.read_state() or {}
     if state.get("status") in FINAL_STATUSES:
         return False
     state.update(status="Failed", ended=time.time(), error=reason)
+    if failure_class is not None:
+        state["failure_class"] = failure_class
     state.setdefault("started", None)
     files.write_state(state)
     return True

@@ -14,7 +14,7 @@ import socket
 import time
 
 from . import jobfiles
-from .errors import NothingToDo, RerunRefused, UntrustedStoreFile
+from .errors import ClusterNotRunning, NothingToDo, RerunRefused, UntrustedStoreFile
 
 FINAL = ("Completed", "Failed", "Canceled")
 #: Seconds after which a claimed run that never started (its client died between the claim
@@ -49,7 +49,13 @@ def start(job, failed_only):
     # The state that status came from (not a new read: a racer may have written since).
     state = job._last_state or {}
     env = job.environment
-    env.check()  # a cluster that is gone says so before anything changes
+    try:
+        env.check()  # a cluster that is gone says so before anything changes
+    except ClusterNotRunning as e:
+        # A job reruns only where it ran: its files live in that environment's store.
+        raise ClusterNotRunning(
+            f"Cannot rerun job '{name}': {e} Then run it again (job.rerun(), or dato-dist "
+            f"job rerun {name}); nothing of the job was changed.") from None
     launch = job._read_launch() or {}
     recorded = state.get("results_files")
     records = files.read_results(expected_files=recorded)  # ResultsMissing names a lost file

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from dato_dist import node, procs
+from dato_dist import errors, node, procs
 from dato_dist.keys import JOB_KEY_ENV
 from dato_dist.protocol import WORKER_ENV
 
@@ -117,6 +117,8 @@ class _Agent:
         self.runners = None
         self.stopping = False
         self._files = None
+        self._settings = None
+        self.lost = None  # why the job's driver is lost (its heartbeat in the store is stale)
         self.job_key = None  # the job's store key, from the environment in run()
 
     @property
@@ -151,12 +153,44 @@ class _Agent:
     def _driver_exited(self):
         return self.driver is not None and self.driver.poll() is not None
 
+    def _setting(self, key, default):
+        """A setting of the job's spec (read once); ``default`` when it cannot be read."""
+        if self._settings is None:
+            try:
+                self._settings = (self.files.read_spec() or {})["settings"]
+            except Exception as e:  # noqa: BLE001 - unreadable spec: the defaults
+                print(f"[agent] could not read the job's settings: {e}", flush=True)
+                self._settings = {}
+        return self._settings.get(key, default)
+
     def _max_restarts(self):
+        return self._setting("max_runner_restarts", 0)
+
+    def _job_over(self):
+        """Whether the job is over for this host: its state in the store is final, or its
+        driver's heartbeat there (``updated``) is older than driver.heartbeat_timeout. A
+        hung driver (stopped, stuck, cut off from the store) writes nothing more, and its
+        runners would wait on it forever; the client reports such a job lost, so its
+        processes must not outlive that. Sets :attr:`lost` to the reason."""
         try:
-            return (self.files.read_spec() or {})["settings"]["max_runner_restarts"]
-        except Exception as e:  # noqa: BLE001 - unreadable spec: replace none
-            print(f"[agent] could not read the job's settings: {e}", flush=True)
-            return 0
+            state = self.files.read_state() or {}
+        except Exception:  # noqa: BLE001 - cannot tell: not over
+            return False
+        if state.get("status") in node.FINAL_STATUSES:
+            return True
+        timeout = self._setting("driver_heartbeat_timeout", None)
+        updated = state.get("updated")
+        if timeout is None or not isinstance(updated, (int, float)):
+            return False
+        age = time.time() - updated
+        if age <= timeout:
+            return False
+        log_path = self.files.store.display_path(self.files.log_rel("driver.log"))
+        self.lost = (f"The job's driver is lost: its heartbeat in the store is {age:.0f} s "
+                     f"old, more than driver.heartbeat_timeout ({timeout:g} s); the agent on "
+                     f"{self.args.host_name} stopped the job's processes there. See the "
+                     f"driver's log: {log_path}")
+        return True
 
     def stop_all(self, grace=3.0):
         """Stop every process this agent started: runners, then the driver."""
@@ -213,8 +247,11 @@ class _Agent:
             now = time.monotonic()
             if ended_at is None and now - last_check >= 2.0:
                 last_check = now
-                if node.job_ended(self.files):
+                if self._job_over():
                     ended_at = now
+                    if self.lost:
+                        print(f"[agent] {self.lost}", flush=True)
+                        break
             for slot, code in self.runners.reap():
                 if (node.runner_lost(code) and ended_at is None and not self._driver_exited()
                         and not self.stopping):
@@ -236,16 +273,17 @@ class _Agent:
         return 0
 
     def _check_driver_outcome(self):
-        """A driver that died without a final status (killed, out of memory) leaves the
-        job unfinished in the store: record it as Failed, naming the driver's log."""
+        """A driver that died without a final status (killed, out of memory) or was lost
+        (see :meth:`_job_over`) leaves the job unfinished in the store: record it as
+        Failed, class lost, naming the driver's log."""
         if self.driver is None:
             return
         log_path = self.files.store.display_path(self.files.log_rel("driver.log"))
+        reason = self.lost or (
+            f"The job's driver on the head host exited with status "
+            f"{self.driver.returncode} without finishing the job; see its log: {log_path}")
         try:
-            if node.record_driver_death(self.files, (
-                    f"The job's driver on the head host exited with status "
-                    f"{self.driver.returncode} without finishing the job; see its log: "
-                    f"{log_path}")):
+            if node.record_driver_death(self.files, reason, failure_class=errors.LOST):
                 print("[agent] the driver died; the job is marked Failed", flush=True)
         except Exception as e:  # noqa: BLE001
             print(f"[agent] could not record the driver's death: {e}", flush=True)

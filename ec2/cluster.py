@@ -233,10 +233,20 @@ class Ec2Cluster(Environment):
         return [line for line in r.stdout.splitlines() if line and not line.startswith("#")]
 
     def start(self):
-        """Start the cluster (GraphLab: ``start()``; a warning when it runs already)."""
+        """Start the cluster (GraphLab: ``start()``; a warning when it runs already). The
+        instances of an earlier launch that are left (some stopped, some gone) are
+        terminated first, then new ones are launched and bootstrapped."""
         if self.is_running():
             log.warning("Cluster '%s' is already running.", self.name)
             return
+        state = self._load_state() or {}
+        if state.get("status") == "Running" and state.get("hosts"):
+            # Some of its instances ended or were stopped (idle shutdown, an EC2 stop): end
+            # the rest, and what their launch created, before launching new ones, so that
+            # nothing of the old cluster is left behind (stopped instances keep their disks).
+            log.info("Cluster '%s' is not running whole: ending its old instances first.",
+                     self.name)
+            self.stop()
         self._launch()
         environments.register(self)
 
@@ -375,8 +385,8 @@ class Ec2Cluster(Environment):
         if not self.is_running():
             raise ClusterNotRunning(
                 f"EC2 cluster '{self.name}' is not running (stopped, or shut down after "
-                f"{self.idle_shutdown_timeout} s idle). Start it with cluster.start(), or "
-                f"ec2_cluster.load('{self.s3_path}') to see its state.")
+                f"{self.idle_shutdown_timeout} s idle). Start it again: "
+                f"gl.deploy.ec2_cluster.load('{self.s3_path}').start().")
 
     def store_uri(self, config):
         return f"{self.s3_path}/jobs"

@@ -255,6 +255,7 @@ def test_lost_driver_fails_the_job_with_a_clear_error(environment, jobs):
     assert job.wait(timeout=environment.timeout) == "Failed"
     assert time.monotonic() - t0 < environment.timeout  # not Running forever
     assert re.search(environment.lost_driver_error, job.get_error(), re.S), job.get_error()
+    assert job.get_failure_class() == "lost", job.get_error()
     with pytest.raises(RuntimeError, match="failed"):
         job.get_results()
     # the runners find their driver gone and exit
