@@ -6,7 +6,11 @@ Layout under ``<store>/<job id>/``::
                        code, packages
     function.pkl       the function and the combiner (cloudpickle, framed)
     tasks.pkl          every task's kwargs: as plain data in one pickle when they all are
-                       (numbers, strings, containers), else each pickled on its own (framed)
+                       (numbers, strings, containers), else each pickled on its own (framed);
+                       with large ``bytes`` arguments, the other kwargs and a signed digest
+                       of each large value (see :mod:`dato_dist.largeargs`)
+    args.bin           the large ``bytes`` arguments, raw, one after the other (only for
+                       such a job; each value checked against its digest before use)
     launch.json        who started the driver: host, pid, process start time
     state.json         the driver's view: status, times, error, counts, running tasks
     results/NNNNNNNN.pkl   finished task records, in batches of columns (see records.py),
@@ -23,7 +27,7 @@ Every pickled file, ``spec.json`` and ``launch.json`` are signed with the job's 
 
 import pickle
 
-from . import keys, records, serialize
+from . import keys, largeargs, records, serialize
 from . import protocol as P
 from .errors import UntrustedStoreFile
 from .tasklist import TaskColumns
@@ -53,8 +57,12 @@ def task_names(spec):
     return [f"{prefix}{i}" for i in range(spec["num_tasks"])]
 
 
-def tasks_of(data):
-    """The tasks of a loaded tasks file: :class:`TaskColumns`, or the list it holds."""
+def tasks_of(data, files=None):
+    """The tasks of a loaded tasks file: :class:`TaskColumns`, the list it holds, or for
+    large arguments :class:`~dato_dist.largeargs.LargeTasks` (``files``, the job's
+    :class:`JobFiles`, says where their values are)."""
+    if data[0] == largeargs.KIND:
+        return files.large_tasks(data)
     return TaskColumns.from_plain(data) if data[0] == "columns" else data[1]
 
 
@@ -64,6 +72,7 @@ def pickled_tasks(task_kwargs_bytes):
 
 SPEC, FUNCTION, TASKS, LAUNCH, STATE = (
     "spec.json", "function.pkl", "tasks.pkl", "launch.json", "state.json")
+ARGS = "args.bin"
 RESULTS_DIR, CANCEL, LOGS_DIR, RERUNS_DIR = "results", "cancel", "logs", "reruns"
 
 
@@ -133,11 +142,35 @@ class JobFiles:
         self.store.check_owner(self.job_id)
 
     # -- written by the client at create --------------------------------------------------
-    def write_payload(self, *, function_bytes, combiner_bytes, tasks_blob):
-        """``tasks_blob`` from :func:`plain_tasks` or :func:`pickled_tasks`."""
+    def write_payload(self, *, function_bytes, combiner_bytes, tasks_blob=None, large=None):
+        """``tasks_blob`` from :func:`plain_tasks` or :func:`pickled_tasks`, or ``large``:
+        ``(rests, refs, values)`` from :func:`dato_dist.largeargs.split`. The large values
+        are written to ``args.bin`` while a thread computes their digests; the tasks file
+        that signs those digests is written after it, so a job whose tasks file is there
+        has every argument in the store."""
+        if large is not None:
+            rests, refs, values = large
+            digests = largeargs.digests_in_background(values)
+            try:
+                self.store.write_bytes(self._rel(ARGS), values, framed=False)
+            finally:
+                found = digests()
+            tasks_blob = largeargs.tasks_content(
+                rests, largeargs.add_digests(refs, found), sum(map(len, values)))
         self._write_pickle(FUNCTION, pickle.dumps(
             {"function": function_bytes, "combiner": combiner_bytes}, protocol=5))
         self._write_pickle(TASKS, tasks_blob)
+
+    def large_tasks(self, data):
+        """:class:`~dato_dist.largeargs.LargeTasks` of a loaded tasks file of large
+        arguments: on a local store runners read ``args.bin`` themselves; elsewhere it is
+        read here, in one request."""
+        rel = self._rel(ARGS)
+        display = self.store.display_path(rel)
+        path = self.store.local_path(rel)
+        if path is not None:
+            return largeargs.tasks_from(data, path, display)
+        return largeargs.tasks_from(data, self.store.read_bytes(rel, framed=False), display)
 
     def write_spec(self, spec):
         """Write ``spec`` (it holds the job's ``nonce``), signed."""
@@ -152,13 +185,14 @@ class JobFiles:
 
     def read_payload(self, tasks=True):
         """``(function_bytes, combiner_bytes, tasks)``: a sequence of each task's kwargs as a
-        dict of plain data (a list, or :class:`~dato_dist.tasklist.TaskColumns`) or as its
-        pickle (bytes); none needs the user's code to load here. With ``tasks=False`` the
+        dict of plain data (a list, or :class:`~dato_dist.tasklist.TaskColumns`), as its
+        pickle (bytes), or as :class:`~dato_dist.largeargs.LargeArgs` (``load()`` gives
+        the dict); none needs the user's code to load here. With ``tasks=False`` the
         tasks file is not read (``tasks`` is None)."""
         fn = self._read_pickle(FUNCTION)
         if not tasks:
             return fn["function"], fn["combiner"], None
-        tasks = tasks_of(self._read_pickle(TASKS))
+        tasks = tasks_of(self._read_pickle(TASKS), self)
         return fn["function"], fn["combiner"], tasks
 
     def write_launch(self, info):
