@@ -7,10 +7,10 @@ Layout under ``<store>/<job id>/``::
     function.pkl       the function and the combiner (cloudpickle, framed)
     tasks.pkl          every task's kwargs: as plain data in one pickle when they all are
                        (numbers, strings, containers), else each pickled on its own (framed);
-                       with large ``bytes`` arguments, the other kwargs and a signed digest
-                       of each large value (see :mod:`dato_dist.largeargs`)
-    args.bin           the large ``bytes`` arguments, raw, one after the other (only for
-                       such a job; each value checked against its digest before use)
+                       with large ``bytes`` arguments, the other kwargs and where each
+                       large value is (see :mod:`dato_dist.largeargs`)
+    args/NNNNNN.bin    large ``bytes`` arguments, raw, one after the other (a chunk)
+    args/NNNNNN.pkl    the SHA-256 of each value of that chunk (framed, signed)
     launch.json        who started the driver: host, pid, process start time
     state.json         the driver's view: status, times, error, counts, running tasks
     results/NNNNNNNN.pkl   finished task records, in batches of columns (see records.py),
@@ -72,7 +72,7 @@ def pickled_tasks(task_kwargs_bytes):
 
 SPEC, FUNCTION, TASKS, LAUNCH, STATE = (
     "spec.json", "function.pkl", "tasks.pkl", "launch.json", "state.json")
-ARGS = "args.bin"
+ARGS_DIR = "args"
 RESULTS_DIR, CANCEL, LOGS_DIR, RERUNS_DIR = "results", "cancel", "logs", "reruns"
 
 
@@ -142,35 +142,51 @@ class JobFiles:
         self.store.check_owner(self.job_id)
 
     # -- written by the client at create --------------------------------------------------
-    def write_payload(self, *, function_bytes, combiner_bytes, tasks_blob=None, large=None):
-        """``tasks_blob`` from :func:`plain_tasks` or :func:`pickled_tasks`, or ``large``:
-        ``(rests, refs, values)`` from :func:`dato_dist.largeargs.split`. The large values
-        are written to ``args.bin`` while a thread computes their digests; the tasks file
-        that signs those digests is written after it, so a job whose tasks file is there
-        has every argument in the store."""
-        if large is not None:
-            rests, refs, values = large
-            digests = largeargs.digests_in_background(values)
-            try:
-                self.store.write_bytes(self._rel(ARGS), values, framed=False)
-            finally:
-                found = digests()
-            tasks_blob = largeargs.tasks_content(
-                rests, largeargs.add_digests(refs, found), sum(map(len, values)))
+    def write_payload(self, *, function_bytes, combiner_bytes, tasks_blob):
+        """``tasks_blob`` from :func:`plain_tasks`, :func:`pickled_tasks` or
+        :meth:`~dato_dist.largeargs.Plan.tasks_content` (then :meth:`write_args` writes
+        the values)."""
         self._write_pickle(FUNCTION, pickle.dumps(
             {"function": function_bytes, "combiner": combiner_bytes}, protocol=5))
         self._write_pickle(TASKS, tasks_blob)
 
+    # -- large arguments (see dato_dist.largeargs) --------------------------------------
+    def _args_rel(self, k, ext):
+        return self._rel(f"{ARGS_DIR}/{k:06d}.{ext}")
+
+    def write_args(self, plan):
+        """Write each chunk of ``plan`` (a :class:`~dato_dist.largeargs.Plan`), then its
+        signed index of digests (computed in a thread while the chunk is written): a
+        chunk whose index is in the store is whole."""
+        for k, values in enumerate(plan.chunks):
+            digests = largeargs.digests_in_background(values)
+            try:
+                self.store.write_bytes(self._args_rel(k, "bin"), values, framed=False)
+            finally:
+                found = digests()
+            self.store.write_bytes(self._args_rel(k, "pkl"), pickle.dumps(found, protocol=5),
+                                   key=self.key)
+
+    def read_args_index(self, k):
+        """The digests of chunk ``k``'s values, once its signature verified;
+        ``FileNotFoundError`` while it is not written."""
+        return self._read_pickle(f"{ARGS_DIR}/{k:06d}.pkl")
+
+    def read_args_chunk(self, k):
+        """Chunk ``k``'s bytes (unchecked: each value is checked against its digest)."""
+        return self.store.read_bytes(self._args_rel(k, "bin"), framed=False)
+
+    def args_local_path(self, k):
+        """Chunk ``k``'s OS path on a local store, else None."""
+        return self.store.local_path(self._args_rel(k, "bin"))
+
+    def args_display(self, k, ext):
+        return self.store.display_path(self._args_rel(k, ext))
+
     def large_tasks(self, data):
         """:class:`~dato_dist.largeargs.LargeTasks` of a loaded tasks file of large
-        arguments: on a local store runners read ``args.bin`` themselves; elsewhere it is
-        read here, in one request."""
-        rel = self._rel(ARGS)
-        display = self.store.display_path(rel)
-        path = self.store.local_path(rel)
-        if path is not None:
-            return largeargs.tasks_from(data, path, display)
-        return largeargs.tasks_from(data, self.store.read_bytes(rel, framed=False), display)
+        arguments."""
+        return largeargs.LargeTasks(self, data)
 
     def write_spec(self, spec):
         """Write ``spec`` (it holds the job's ``nonce``), signed."""

@@ -1,31 +1,45 @@
 """Large ``bytes`` arguments, kept out of the tasks file and read by the runner itself.
 
 A map job whose tasks carry a ``bytes`` value of :data:`LARGE_ARGUMENT` or more writes
-those values, one after the other and unframed, to the job's ``args.bin``; the tasks file
-holds, for each task, the pickle of its other kwargs (each large value ``None`` in it) and
-one reference ``(name, offset, length, SHA-256 of the value)`` per large value. The tasks
-file is signed with the job's key as every pickled file is, so the digests it lists are
-the proof of origin of ``args.bin``: a value is used only once its SHA-256 matches.
+those values raw to chunk files ``args/NNNNNN.bin`` (consecutive tasks, about
+:data:`CHUNK_BYTES` each; a task's values are all in one chunk), each followed by a signed
+``args/NNNNNN.pkl`` listing the SHA-256 of every value in it. The tasks file holds, for
+each task, the pickle of its other kwargs (each large value ``None`` in it) and one
+reference ``(name, offset, length, position)`` per large value. The signed index is the
+proof of origin of a chunk: a value is used only once its SHA-256 matches.
 
-On a local store nothing of ``args.bin`` passes through the driver: a runner gets the
-references and the file's path (:class:`LargeArgs`), reads each value with one
-``os.pread`` from the page cache the client's write left it in (one copy, into the
+On a local store nothing of the values passes through the driver: a runner gets the
+references, their digests and the chunk's path (:class:`LargeArgs`), reads each value with
+one ``os.pread`` from the page cache the client's write left it in (one copy, into the
 ``bytes`` object the task receives) and checks its digest. On a remote store the driver
-reads the file, checks every digest and sends the values themselves.
+reads a chunk in one request, checks its digests and sends the values themselves.
+
+Chunks let a local job start before its arguments are all written: the driver is told
+"go" once the tasks file and spec are written, and hands out a task once its chunk's
+index is there (:meth:`LargeTasks._digests` waits for it, bounded by
+:data:`CHUNK_WAIT`); ``map_job.create`` returns once the last chunk is in the store.
 """
 
+import bisect
 import hashlib
 import hmac
 import os
 import pickle
 import threading
+import time
 
-from .errors import UntrustedStoreFile
+from .errors import StoreError, UntrustedStoreFile
 
-#: A ``bytes`` argument of this many bytes or more goes to ``args.bin``.
+#: A ``bytes`` argument of this many bytes or more goes to a chunk file.
 LARGE_ARGUMENT = 256 * 1024
 #: The tasks file's kind for such a job.
 KIND = "large"
+#: A chunk is closed once it holds this many bytes of values.
+CHUNK_BYTES = 16 * 1024 * 1024
+#: Seconds the driver waits for the next chunk while the client writes them, before it
+#: gives up (the client died mid-create).
+CHUNK_WAIT = 60.0
+_POLL = 0.002
 
 
 def is_large(value):
@@ -33,24 +47,43 @@ def is_large(value):
     return type(value) is bytes and len(value) >= LARGE_ARGUMENT
 
 
-def split(task_kwargs, dumps):
-    """``(rests, refs, values)`` for ``task_kwargs``: each task's kwargs pickled by
-    ``dumps(kwargs, i)`` with its large values ``None``, each task's references
-    ``[name, offset, length]`` (the digest is appended by :func:`add_digests`), and the
-    large values themselves (the user's own objects, not copies), in file order."""
-    rests, refs, values = [], [], []
-    offset = 0
+class Plan:
+    """What :func:`split` makes of a parameter set: each task's other kwargs pickled
+    (``rests``), its references ``(name, offset, length, position)`` into its chunk
+    (``refs``), the first task of each chunk (``starts``) and each chunk's values, the
+    user's own objects, not copies (``chunks``)."""
+
+    __slots__ = ("rests", "refs", "starts", "chunks")
+
+    def __init__(self, rests, refs, starts, chunks):
+        self.rests, self.refs, self.starts, self.chunks = rests, refs, starts, chunks
+
+    def tasks_content(self):
+        """The tasks file's content: plain data, loadable with no import."""
+        return pickle.dumps((KIND, self.rests, self.refs, self.starts),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def split(task_kwargs, dumps, chunk_bytes=CHUNK_BYTES):
+    """The :class:`Plan` of ``task_kwargs``; ``dumps(kwargs, i)`` pickles task ``i``'s
+    kwargs (its large values ``None``)."""
+    rests, refs, starts, chunks = [], [], [], []
+    values, offset = None, 0
     for i, kwargs in enumerate(task_kwargs):
         names = [k for k, v in kwargs.items() if is_large(v)]
+        if not starts or (names and offset >= chunk_bytes):  # a new chunk
+            starts.append(i)
+            values, offset = [], 0
+            chunks.append(values)
         task_refs = []
         for name in names:
             value = kwargs[name]
-            task_refs.append([name, offset, len(value)])
+            task_refs.append((name, offset, len(value), len(values)))
             values.append(value)
             offset += len(value)
         rests.append(dumps(dict(kwargs, **dict.fromkeys(names)) if names else kwargs, i))
         refs.append(task_refs)
-    return rests, refs, values
+    return Plan(rests, refs, starts, chunks)
 
 
 def digests_in_background(values):
@@ -69,18 +102,6 @@ def digests_in_background(values):
         return out
 
     return result
-
-
-def add_digests(refs, digests):
-    """Append to each reference the digest of its value (``digests`` in file order)."""
-    it = iter(digests)
-    return [[(name, offset, length, next(it)) for name, offset, length in task]
-            for task in refs]
-
-
-def tasks_content(rests, refs, size):
-    """The tasks file's content: plain data, loadable with no import."""
-    return pickle.dumps((KIND, rests, refs, size), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def check(value, digest, path, name):
@@ -153,31 +174,63 @@ class LargeArgs:
 
 class LargeTasks:
     """The tasks of a job with large arguments, as a sequence of :class:`LargeArgs`
-    (each made when asked for). ``source`` is the local path of ``args.bin``, or, for a
-    remote store, the file's content (each value is checked when first handed out)."""
+    (each made when asked for) read through ``files`` (the job's
+    :class:`~dato_dist.jobfiles.JobFiles`): on a local store each names its chunk's
+    path, elsewhere it carries its values (read here, a chunk at a time, and checked).
+    A task is made once its chunk's signed index is in the store (waited for)."""
 
-    __slots__ = ("rests", "refs", "source", "display", "_checked")
+    __slots__ = ("files", "rests", "refs", "starts", "_index", "_chunk", "_last")
 
-    def __init__(self, rests, refs, source, display):
-        self.rests, self.refs, self.source, self.display = rests, refs, source, display
-        self._checked = set()
+    def __init__(self, files, data):
+        _kind, self.rests, self.refs, self.starts = data
+        self.files = files
+        self._index = {}  # chunk -> its digests, once verified
+        self._chunk = (None, None)  # the remote chunk in hand: (number, bytes)
+        self._last = time.monotonic()
 
     def __len__(self):
         return len(self.rests)
 
+    def _digests(self, k):
+        found = self._index.get(k)
+        if found is not None:
+            return found
+        deadline = max(self._last, time.monotonic()) + CHUNK_WAIT
+        while True:
+            try:
+                found = self.files.read_args_index(k)  # verified with the job's key
+                break
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"The job's arguments stopped arriving: "
+                        f"{self.files.args_display(k, 'pkl')} is not there after "
+                        f"{CHUNK_WAIT:.0f} s (the client that created the job died while "
+                        "writing them?). Create the job again.") from None
+                time.sleep(_POLL)
+        self._last = time.monotonic()
+        self._index[k] = found
+        return found
+
     def _task(self, i):
         refs = self.refs[i]
-        if type(self.source) is str or not refs:
-            return LargeArgs(self.rests[i], refs, self.source)
-        view = memoryview(self.source)
-        values = []
-        for name, offset, length, digest in refs:
-            value = bytes(view[offset:offset + length])
-            if (i, name) not in self._checked:
-                check(value, digest, self.display, name)
-                self._checked.add((i, name))
-            values.append(value)
-        return LargeArgs(self.rests[i], refs, tuple(values))
+        if not refs:
+            return LargeArgs(self.rests[i], (), None)
+        k = bisect.bisect_right(self.starts, i) - 1
+        digests = self._digests(k)
+        refs = tuple((name, offset, length, digests[pos])
+                     for name, offset, length, pos in refs)
+        path = self.files.args_local_path(k)
+        if path is not None:
+            return LargeArgs(self.rests[i], refs, path)
+        if self._chunk[0] != k:
+            self._chunk = (None, None)  # one chunk in memory at a time
+            self._chunk = (k, self.files.read_args_chunk(k))
+        view = memoryview(self._chunk[1])
+        display = self.files.args_display(k, "bin")
+        values = tuple(check(view[offset:offset + length], digest, display, name).tobytes()
+                       for name, offset, length, digest in refs)
+        return LargeArgs(self.rests[i], refs, values)
 
     def __getitem__(self, key):
         if isinstance(key, slice):
@@ -191,13 +244,3 @@ class LargeTasks:
         """The most bytes one task's kwargs come to (see :meth:`LargeArgs.__len__`)."""
         return max(len(rest) + sum(ref[2] for ref in refs)
                    for rest, refs in zip(self.rests, self.refs))
-
-
-def tasks_from(data, source, display):
-    """:class:`LargeTasks` from a loaded tasks file ``data`` (of kind :data:`KIND`) and
-    the ``source`` of its values (see :class:`LargeTasks`)."""
-    _kind, rests, refs, size = data
-    if type(source) is not str and len(source) != size:
-        raise UntrustedStoreFile(path=display, reason=f"{len(source)} of its {size} bytes "
-                                                      "are there")
-    return LargeTasks(rests, refs, source, display)

@@ -297,9 +297,10 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             if _has_large_arguments(task_kwargs):
                 large = largeargs.split(task_kwargs, lambda kw, i: _dumps_kwargs(
                     kw, f"task {prefix}{i}"))
+                tasks_blob = large.tasks_content()
             else:
                 tasks_blob = jobfiles.plain_tasks(task_kwargs, columns=columns)
-            if large is None and tasks_blob is None:
+            if tasks_blob is None:
                 tasks_blob = jobfiles.pickled_tasks([
                     _dumps_kwargs(kw, f"task {prefix}{i}")
                     for i, kw in enumerate(task_kwargs)])
@@ -317,7 +318,12 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             "settings": settings, "nonce": nonce,
         }
         files.write_payload(function_bytes=function_bytes, combiner_bytes=combiner_bytes,
-                            tasks_blob=tasks_blob, large=large)
+                            tasks_blob=tasks_blob)
+        # A local job's large arguments are written while its driver starts on them (see
+        # dato_dist.largeargs); elsewhere before the job starts.
+        stream = large is not None and not env.remote
+        if large is not None and not stream:
+            files.write_args(large)
         files.write_spec(spec)
     except BaseException:
         env.abandon(prepared)
@@ -337,6 +343,14 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             _remove_failed(files)
             jobs.release(name)
         raise
+    if stream:
+        try:
+            files.write_args(large)
+        except BaseException:  # the job never was: its driver and its folder go
+            env.abandon(prepared)
+            _remove_failed(files)
+            jobs.release(name)
+            raise
     job = Job(files, spec)
     if env.synchronous:
         try:
