@@ -602,12 +602,14 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
     """
     acceptor = acceptor or Acceptor(listener)
     from .jobfiles import JobFiles
+    from .largeargs import CHUNK_WAIT
     from .store import Store
 
     pending_signals = []
     for sig in cancel_signals:
         signal.signal(sig, lambda *a: pending_signals.append(a[0]))
     files = JobFiles(Store(store_uri), job_id, key=job_key)
+    files.args_wait = CHUNK_WAIT  # a local client may still be writing them
     spec = files.read_spec()
     driver = Driver(files, spec, acceptor, authkey, local_runners=local, done_fd=done_fd,
                     explain=explain)

@@ -88,6 +88,8 @@ class JobFiles:
         self.job_id = job_id
         self._key = key
         self._results_cache = {}
+        #: Seconds to wait for a chunk of large arguments not written yet (a driver's).
+        self.args_wait = 0.0
 
     def __repr__(self):  # never shows the key
         return f"JobFiles<{self.uri}>"
@@ -186,7 +188,7 @@ class JobFiles:
     def large_tasks(self, data):
         """:class:`~dato_dist.largeargs.LargeTasks` of a loaded tasks file of large
         arguments."""
-        return largeargs.LargeTasks(self, data)
+        return largeargs.LargeTasks(self, data, wait=self.args_wait)
 
     def write_spec(self, spec):
         """Write ``spec`` (it holds the job's ``nonce``), signed."""

@@ -177,13 +177,15 @@ class LargeTasks:
     (each made when asked for) read through ``files`` (the job's
     :class:`~dato_dist.jobfiles.JobFiles`): on a local store each names its chunk's
     path, elsewhere it carries its values (read here, a chunk at a time, and checked).
-    A task is made once its chunk's signed index is in the store (waited for)."""
+    A task is made once its chunk's signed index is in the store: a driver, whose client
+    may still be writing the chunks, waits ``wait`` seconds for the next one (see
+    :data:`CHUNK_WAIT`); anyone else (``wait`` 0) is told at once that it is missing."""
 
-    __slots__ = ("files", "rests", "refs", "starts", "_index", "_chunk", "_last")
+    __slots__ = ("files", "rests", "refs", "starts", "wait", "_index", "_chunk", "_last")
 
-    def __init__(self, files, data):
+    def __init__(self, files, data, wait=0.0):
         _kind, self.rests, self.refs, self.starts = data
-        self.files = files
+        self.files, self.wait = files, wait
         self._index = {}  # chunk -> its digests, once verified
         self._chunk = (None, None)  # the remote chunk in hand: (number, bytes)
         self._last = time.monotonic()
@@ -195,18 +197,19 @@ class LargeTasks:
         found = self._index.get(k)
         if found is not None:
             return found
-        deadline = max(self._last, time.monotonic()) + CHUNK_WAIT
+        deadline = max(self._last, time.monotonic()) + self.wait
         while True:
             try:
                 found = self.files.read_args_index(k)  # verified with the job's key
                 break
             except FileNotFoundError:
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
+                    waited = f" after {self.wait:.0f} s" if self.wait else ""
                     raise StoreError(
-                        f"The job's arguments stopped arriving: "
-                        f"{self.files.args_display(k, 'pkl')} is not there after "
-                        f"{CHUNK_WAIT:.0f} s (the client that created the job died while "
-                        "writing them?). Create the job again.") from None
+                        f"The job's arguments are incomplete: "
+                        f"{self.files.args_display(k, 'pkl')} is not there{waited} (the "
+                        "client that created the job died while writing them?). Create "
+                        "the job again.") from None
                 time.sleep(_POLL)
         self._last = time.monotonic()
         self._index[k] = found
