@@ -145,11 +145,17 @@ _LARGE_SAMPLE = 16
 
 
 def _has_large_arguments(task_kwargs):
-    """True if a sample of the tasks has a ``bytes`` argument of at least LARGE_ARGUMENT:
-    cheap at a million tasks, and right for parameter sets of one shape."""
+    """True if a sample of the tasks has a ``bytes``/``str``-like argument of at least
+    LARGE_ARGUMENT: cheap at a million tasks, and right for parameter sets of one shape.
+    Such tasks are pickled one by one (the driver sends them in small batches), and their
+    ``bytes`` values go to chunk files."""
     step = max(1, len(task_kwargs) // _LARGE_SAMPLE)
-    return any(largeargs.is_large(value) for kwargs in task_kwargs[::step][:_LARGE_SAMPLE]
-               for value in kwargs.values())
+    for kwargs in task_kwargs[::step][:_LARGE_SAMPLE]:
+        for value in kwargs.values():
+            if isinstance(value, (bytes, bytearray, str, memoryview)) and \
+                    len(value) >= LARGE_ARGUMENT:
+                return True
+    return False
 
 
 def resolve_environment(environment, logger):

@@ -170,6 +170,11 @@ def test_large_arguments_are_durable(env2):
     assert mixed.get_map_results() == [(size, i) for i in range(20)]
     assert gl.deploy.job.load(mixed.uri).get_parameters()[f"{mixed._spec['task_name_prefix']}3"]\
         == dict(params[3], n=3)
+    # a large str stays in its task's pickle, and batches stay small all the same
+    texts = [{"data": "x" * size} for _ in range(3)]
+    job = gl.deploy.map_job.create(blob_size, texts, environment=env2)
+    assert job.get_map_results() == [size] * 3
+    assert driver._max_batch_tasks(job._files.read_payload()[2]) < 10
 
 
 def test_a_changed_argument_fails_its_task_in_the_runner(env2):
