@@ -43,7 +43,7 @@ _POLL = 0.002
 
 
 def is_large(value):
-    """True for a value that travels through ``args.bin``."""
+    """True for a value that travels through a chunk file."""
     return type(value) is bytes and len(value) >= LARGE_ARGUMENT
 
 
@@ -98,7 +98,8 @@ def digests_in_background(values):
     def result():
         worker.join()
         if len(out) != len(values):
-            raise RuntimeError("the digests of the large arguments could not be computed")
+            raise StoreError("The digests of the large arguments could not be computed "
+                             "(see the error above); nothing of the job was kept.")
         return out
 
     return result
@@ -108,7 +109,7 @@ def check(value, digest, path, name):
     """``value`` if its SHA-256 is ``digest``, else :class:`UntrustedStoreFile`."""
     if not hmac.compare_digest(hashlib.sha256(value).digest(), digest):
         raise UntrustedStoreFile(path=path, reason=f"the bytes of argument '{name}' do not "
-                                                   "match the digest the signed tasks file lists")
+                                                   "match the digest its signed index lists")
     return value
 
 
@@ -128,11 +129,11 @@ def _pread(fd, length, offset):
 
 
 class LargeArgs:
-    """One task's kwargs whose large values are in ``args.bin``.
+    """One task's kwargs whose large values are in a chunk file.
 
     ``rest`` is the pickle of the kwargs with each large value ``None``; ``refs`` the
     large values' ``(name, offset, length, digest)``; ``source`` where the values are:
-    the local path of ``args.bin`` (read and checked by :meth:`load`), or the values
+    the chunk's local path (read and checked by :meth:`load`), or the values
     themselves, checked already by whoever read them (the driver).
 
     Examples

@@ -137,7 +137,7 @@ def _dumps_kwargs(kwargs, task_label):
         raise
 
 
-#: A ``bytes`` argument of this many bytes or more goes to the job's ``args.bin`` and is
+#: A ``bytes`` argument of this many bytes or more goes to a chunk file of the job and is
 #: read by the runner itself (see :mod:`dato_dist.largeargs`).
 LARGE_ARGUMENT = largeargs.LARGE_ARGUMENT
 #: Tasks looked at for large arguments (spread over the parameter set).
