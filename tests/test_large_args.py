@@ -213,3 +213,41 @@ def test_large_arguments_on_an_s3_store(s3_env, monkeypatch, env2):
     parts = [b"a", os.urandom(2 * 1024 * 1024)]
     store.write_bytes("x/f.pkl", parts, key=b"k" * 32)
     assert bytes(store.read_bytes("x/f.pkl", key=b"k" * 32)) == b"".join(parts)
+
+
+def test_a_create_that_fails_writing_the_chunks_leaves_nothing(env2):
+    """A local job's driver starts before its chunks are written; a create that fails
+    while writing them (here a folder stands where chunk 2 goes, a real write failure)
+    raises, stops that driver and leaves no job in the store or in the session."""
+    import json
+
+    from dato_dist import procs
+    from dato_dist.config import Config
+    from tests.conftest import wait_for
+
+    root = Store(env2.store_uri(Config.load())).local_path("")
+    folder = os.path.join(root, "trap-large")
+    found = {}
+
+    def trap():  # from the moment create makes the job's folder (before any chunk)
+        deadline = time.monotonic() + 30
+        while not os.path.isdir(folder) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.makedirs(os.path.join(folder, "args", "000002.bin"), exist_ok=True)
+        found["trapped"] = True
+        launch = os.path.join(folder, "launch.json")
+        while not os.path.exists(launch) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with open(launch) as f:
+            found["pid"] = json.load(f)["pid"]
+
+    trapper = threading.Thread(target=trap, daemon=True)
+    trapper.start()
+    params = [{"data": os.urandom(4 * 1024 * 1024)} for _ in range(16)]  # 4 chunks
+    with pytest.raises(StoreError, match="000002.bin"):
+        gl.deploy.map_job.create(blob_size, params, environment=env2, name="trap-large")
+    trapper.join(30)
+    assert found.get("trapped") and found.get("pid"), found
+    assert not os.path.exists(folder)
+    assert "trap-large" not in gl.deploy.jobs.names()
+    wait_for(lambda: not procs.is_alive(found["pid"]), timeout=10, what="the driver stopped")
