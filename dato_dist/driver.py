@@ -556,7 +556,7 @@ def _read_payload(files):
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         payload = unframe(m, files.store.display_path(rel), files.key, rel)
         try:
-            tasks = jobfiles.tasks_of(pickle.loads(payload))  # verified just above
+            tasks = jobfiles.tasks_of(pickle.loads(payload), files)  # verified just above
         finally:
             payload.release()  # the map closes only once no view of it is left
     return fn_bytes, comb_bytes, tasks
@@ -567,7 +567,7 @@ def _max_batch_tasks(tasks):
     pickle (tasks of plain data are small: the submit path pickles large ones)."""
     if not tasks or isinstance(tasks[0], dict):
         return sys.maxsize
-    largest = max(map(len, tasks))
+    largest = tasks.largest() if hasattr(tasks, "largest") else max(map(len, tasks))
     return max(1, MAX_BATCH_BYTES // max(1, largest))
 
 
@@ -602,12 +602,14 @@ def run(store_uri, job_id, listener, authkey, *, local=None, cancel_signals=(sig
     """
     acceptor = acceptor or Acceptor(listener)
     from .jobfiles import JobFiles
+    from .largeargs import CHUNK_WAIT
     from .store import Store
 
     pending_signals = []
     for sig in cancel_signals:
         signal.signal(sig, lambda *a: pending_signals.append(a[0]))
     files = JobFiles(Store(store_uri), job_id, key=job_key)
+    files.args_wait = CHUNK_WAIT  # a local client may still be writing them
     spec = files.read_spec()
     driver = Driver(files, spec, acceptor, authkey, local_runners=local, done_fd=done_fd,
                     explain=explain)

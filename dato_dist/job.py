@@ -22,6 +22,7 @@ from .errors import (
     Timeout,
 )
 from .jobfiles import COMBINER_INDEX, JobFiles
+from .largeargs import LargeArgs
 from .metrics import format_time, metrics_table
 from .records import Records
 from .store import Store
@@ -428,8 +429,8 @@ class Job:
     def get_parameters(self):
         """``{task_name: kwargs}`` of every task."""
         _, _, tasks = self._files.read_payload()
-        return {name: kw if isinstance(kw, dict) else serialize.loads(kw)
-                for name, kw in zip(self._task_names, tasks)}
+        return {name: kw if isinstance(kw, dict) else kw.load() if isinstance(kw, LargeArgs)
+                else serialize.loads(kw) for name, kw in zip(self._task_names, tasks)}
 
     def get_code(self):
         """The source of the job's function (and combiner), as captured at create."""

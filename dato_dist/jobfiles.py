@@ -6,7 +6,11 @@ Layout under ``<store>/<job id>/``::
                        code, packages
     function.pkl       the function and the combiner (cloudpickle, framed)
     tasks.pkl          every task's kwargs: as plain data in one pickle when they all are
-                       (numbers, strings, containers), else each pickled on its own (framed)
+                       (numbers, strings, containers), else each pickled on its own (framed);
+                       with large ``bytes`` arguments, the other kwargs and where each
+                       large value is (see :mod:`dato_dist.largeargs`)
+    args/NNNNNN.bin    large ``bytes`` arguments, raw, one after the other (a chunk)
+    args/NNNNNN.pkl    the SHA-256 of each value of that chunk (framed, signed)
     launch.json        who started the driver: host, pid, process start time
     state.json         the driver's view: status, times, error, counts, running tasks
     results/NNNNNNNN.pkl   finished task records, in batches of columns (see records.py),
@@ -23,7 +27,7 @@ Every pickled file, ``spec.json`` and ``launch.json`` are signed with the job's 
 
 import pickle
 
-from . import keys, records, serialize
+from . import keys, largeargs, records, serialize
 from . import protocol as P
 from .errors import UntrustedStoreFile
 from .tasklist import TaskColumns
@@ -53,8 +57,12 @@ def task_names(spec):
     return [f"{prefix}{i}" for i in range(spec["num_tasks"])]
 
 
-def tasks_of(data):
-    """The tasks of a loaded tasks file: :class:`TaskColumns`, or the list it holds."""
+def tasks_of(data, files=None):
+    """The tasks of a loaded tasks file: :class:`TaskColumns`, the list it holds, or for
+    large arguments :class:`~dato_dist.largeargs.LargeTasks` (``files``, the job's
+    :class:`JobFiles`, says where their values are)."""
+    if data[0] == largeargs.KIND:
+        return files.large_tasks(data)
     return TaskColumns.from_plain(data) if data[0] == "columns" else data[1]
 
 
@@ -64,6 +72,7 @@ def pickled_tasks(task_kwargs_bytes):
 
 SPEC, FUNCTION, TASKS, LAUNCH, STATE = (
     "spec.json", "function.pkl", "tasks.pkl", "launch.json", "state.json")
+ARGS_DIR = "args"
 RESULTS_DIR, CANCEL, LOGS_DIR, RERUNS_DIR = "results", "cancel", "logs", "reruns"
 
 
@@ -79,6 +88,8 @@ class JobFiles:
         self.job_id = job_id
         self._key = key
         self._results_cache = {}
+        #: Seconds to wait for a chunk of large arguments not written yet (a driver's).
+        self.args_wait = 0.0
 
     def __repr__(self):  # never shows the key
         return f"JobFiles<{self.uri}>"
@@ -134,10 +145,50 @@ class JobFiles:
 
     # -- written by the client at create --------------------------------------------------
     def write_payload(self, *, function_bytes, combiner_bytes, tasks_blob):
-        """``tasks_blob`` from :func:`plain_tasks` or :func:`pickled_tasks`."""
+        """``tasks_blob`` from :func:`plain_tasks`, :func:`pickled_tasks` or
+        :meth:`~dato_dist.largeargs.Plan.tasks_content` (then :meth:`write_args` writes
+        the values)."""
         self._write_pickle(FUNCTION, pickle.dumps(
             {"function": function_bytes, "combiner": combiner_bytes}, protocol=5))
         self._write_pickle(TASKS, tasks_blob)
+
+    # -- large arguments (see dato_dist.largeargs) --------------------------------------
+    def _args_rel(self, k, ext):
+        return self._rel(f"{ARGS_DIR}/{k:06d}.{ext}")
+
+    def write_args(self, plan):
+        """Write each chunk of ``plan`` (a :class:`~dato_dist.largeargs.Plan`), then its
+        signed index of digests (computed in a thread while the chunk is written): a
+        chunk whose index is in the store is whole."""
+        for k, values in enumerate(plan.chunks):
+            digests = largeargs.digests_in_background(values)
+            try:
+                self.store.write_bytes(self._args_rel(k, "bin"), values, framed=False)
+            finally:
+                found = digests()
+            self.store.write_bytes(self._args_rel(k, "pkl"), pickle.dumps(found, protocol=5),
+                                   key=self.key)
+
+    def read_args_index(self, k):
+        """The digests of chunk ``k``'s values, once its signature verified;
+        ``FileNotFoundError`` while it is not written."""
+        return self._read_pickle(f"{ARGS_DIR}/{k:06d}.pkl")
+
+    def read_args_chunk(self, k):
+        """Chunk ``k``'s bytes (unchecked: each value is checked against its digest)."""
+        return self.store.read_bytes(self._args_rel(k, "bin"), framed=False)
+
+    def args_local_path(self, k):
+        """Chunk ``k``'s OS path on a local store, else None."""
+        return self.store.local_path(self._args_rel(k, "bin"))
+
+    def args_display(self, k, ext):
+        return self.store.display_path(self._args_rel(k, ext))
+
+    def large_tasks(self, data):
+        """:class:`~dato_dist.largeargs.LargeTasks` of a loaded tasks file of large
+        arguments."""
+        return largeargs.LargeTasks(self, data, wait=self.args_wait)
 
     def write_spec(self, spec):
         """Write ``spec`` (it holds the job's ``nonce``), signed."""
@@ -152,13 +203,14 @@ class JobFiles:
 
     def read_payload(self, tasks=True):
         """``(function_bytes, combiner_bytes, tasks)``: a sequence of each task's kwargs as a
-        dict of plain data (a list, or :class:`~dato_dist.tasklist.TaskColumns`) or as its
-        pickle (bytes); none needs the user's code to load here. With ``tasks=False`` the
+        dict of plain data (a list, or :class:`~dato_dist.tasklist.TaskColumns`), as its
+        pickle (bytes), or as :class:`~dato_dist.largeargs.LargeArgs` (``load()`` gives
+        the dict); none needs the user's code to load here. With ``tasks=False`` the
         tasks file is not read (``tasks`` is None)."""
         fn = self._read_pickle(FUNCTION)
         if not tasks:
             return fn["function"], fn["combiner"], None
-        tasks = tasks_of(self._read_pickle(TASKS))
+        tasks = tasks_of(self._read_pickle(TASKS), self)
         return fn["function"], fn["combiner"], tasks
 
     def write_launch(self, info):

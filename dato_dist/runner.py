@@ -27,6 +27,7 @@ import cloudpickle
 from . import procs, records, serialize
 from . import protocol as P
 from .errors import USER, FunctionNotLoadable, failure_class_of
+from .largeargs import LargeArgs
 from .output import MarkedStream, OutputCap, TaskMarker
 from .tasklist import TaskColumns
 
@@ -84,6 +85,8 @@ def _run_one(fn, payload, max_retries, index, state):
         try:
             if type(payload) is dict:  # a retry must not see what an attempt changed
                 kwargs = copy.deepcopy(payload) if max_retries else payload
+            elif type(payload) is LargeArgs:  # reads and checks its large values itself
+                kwargs = payload.load()
             else:
                 kwargs = serialize.loads(payload)
             value = fn(**kwargs)

@@ -9,13 +9,12 @@ import os
 import re
 import secrets
 import socket
-import struct
 import sys
 import time
 
 import cloudpickle
 
-from . import _version, jobfiles, keys, procs, serialize
+from . import _version, jobfiles, keys, largeargs, procs, serialize
 from .config import Config
 from .environments import Environment
 from .errors import (
@@ -138,17 +137,18 @@ def _dumps_kwargs(kwargs, task_label):
         raise
 
 
-#: An argument of this many bytes or more makes a job's tasks travel as one pickle each
-#: (sent to runners as they are, in batches of at most driver.MAX_BATCH_BYTES), not in one
-#: pickle of every task's plain data.
-LARGE_ARGUMENT = 256 * 1024
+#: A ``bytes`` argument of this many bytes or more goes to a chunk file of the job and is
+#: read by the runner itself (see :mod:`dato_dist.largeargs`).
+LARGE_ARGUMENT = largeargs.LARGE_ARGUMENT
 #: Tasks looked at for large arguments (spread over the parameter set).
 _LARGE_SAMPLE = 16
 
 
 def _has_large_arguments(task_kwargs):
     """True if a sample of the tasks has a ``bytes``/``str``-like argument of at least
-    LARGE_ARGUMENT: cheap at a million tasks, and right for parameter sets of one shape."""
+    LARGE_ARGUMENT: cheap at a million tasks, and right for parameter sets of one shape.
+    Such tasks are pickled one by one (the driver sends them in small batches), and their
+    ``bytes`` values go to chunk files."""
     step = max(1, len(task_kwargs) // _LARGE_SAMPLE)
     for kwargs in task_kwargs[::step][:_LARGE_SAMPLE]:
         for value in kwargs.values():
@@ -156,38 +156,6 @@ def _has_large_arguments(task_kwargs):
                     len(value) >= LARGE_ARGUMENT:
                 return True
     return False
-
-
-def _binbytes(n):
-    return b"\x8e" + struct.pack("<Q", n)  # BINBYTES8: n raw bytes follow
-
-
-def _kwargs_parts(kwargs, task_label):
-    """The pickle of ``kwargs`` as a list of parts; a dict of ``bytes`` values is written
-    by hand around the user's own objects (no copy of a large argument), anything else is
-    pickled as usual (:func:`_dumps_kwargs`). Either way ``pickle.loads`` of the joined
-    parts gives ``kwargs`` back."""
-    if not kwargs or any(type(v) is not bytes for v in kwargs.values()):
-        return [_dumps_kwargs(kwargs, task_label)]
-    parts = [b"\x80\x05}("]  # PROTO 5, EMPTY_DICT, MARK
-    for key, value in kwargs.items():
-        name = key.encode("utf-8", "surrogatepass")
-        parts.append(b"\x8d" + struct.pack("<Q", len(name)) + name + _binbytes(len(value)))
-        parts.append(value)  # BINUNICODE8 key, then the value's raw bytes
-    parts.append(b"u.")  # SETITEMS, STOP
-    return parts
-
-
-def _pickled_tasks_parts(task_parts):
-    """What :func:`dato_dist.jobfiles.pickled_tasks` would pickle (``("pickled", [each
-    task's pickle])``), as a list of parts around each task's own parts: a tasks file of
-    large arguments is written without one copy of them in memory."""
-    parts = [b"\x80\x05\x8c\x07pickled](", ]  # PROTO 5, 'pickled', EMPTY_LIST, MARK
-    for task in task_parts:
-        parts.append(_binbytes(sum(len(p) for p in task)))
-        parts.extend(task)
-    parts.append(b"e\x86.")  # APPENDS, TUPLE2, STOP
-    return parts
 
 
 def resolve_environment(environment, logger):
@@ -331,13 +299,14 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             function_bytes = _dumps(function, f"the function '{fname}'")
             combiner_bytes = (_dumps(combiner_function, "the combiner_function")
                               if combiner_function is not None else None)
-            large = _has_large_arguments(task_kwargs)
-            tasks_blob = None if large else jobfiles.plain_tasks(task_kwargs, columns=columns)
-            if tasks_blob is None and large:
-                tasks_blob = _pickled_tasks_parts([
-                    _kwargs_parts(kw, f"task {prefix}{i}")
-                    for i, kw in enumerate(task_kwargs)])
-            elif tasks_blob is None:
+            large = tasks_blob = None
+            if _has_large_arguments(task_kwargs):
+                large = largeargs.split(task_kwargs, lambda kw, i: _dumps_kwargs(
+                    kw, f"task {prefix}{i}"))
+                tasks_blob = large.tasks_content()
+            else:
+                tasks_blob = jobfiles.plain_tasks(task_kwargs, columns=columns)
+            if tasks_blob is None:
                 tasks_blob = jobfiles.pickled_tasks([
                     _dumps_kwargs(kw, f"task {prefix}{i}")
                     for i, kw in enumerate(task_kwargs)])
@@ -356,6 +325,11 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
         }
         files.write_payload(function_bytes=function_bytes, combiner_bytes=combiner_bytes,
                             tasks_blob=tasks_blob)
+        # A local job's large arguments are written while its driver starts on them (see
+        # dato_dist.largeargs); elsewhere before the job starts.
+        stream = large is not None and not env.remote
+        if large is not None and not stream:
+            files.write_args(large)
         files.write_spec(spec)
     except BaseException:
         env.abandon(prepared)
@@ -375,6 +349,14 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
             _remove_failed(files)
             jobs.release(name)
         raise
+    if stream:
+        try:
+            files.write_args(large)
+        except BaseException:  # the job never was: its driver and its folder go
+            env.abandon(prepared)
+            _remove_failed(files)
+            jobs.release(name)
+            raise
     job = Job(files, spec)
     if env.synchronous:
         try:
