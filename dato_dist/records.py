@@ -42,10 +42,16 @@ def of_records(records, worker=None):
     return batch
 
 
+#: Types whose values are plain data by themselves (checked at C speed, no pickling).
+_SCALARS = {int, float, str, bool, type(None), bytes}
+
+
 def seal(batch):
     """Make ``batch`` safe to send: values that are not plain data are pickled one by one;
     a value that cannot be pickled turns its task into a failure. Returns ``batch``."""
-    if batch["pickled"] or not batch["values"] or serialize.is_plain(batch["values"]):
+    values = batch["values"]
+    if batch["pickled"] or not values or set(map(type, values)) <= _SCALARS or (
+            serialize.is_plain(values)):
         return batch
     keep = {k: [] for k in ("index", "start", "run_time", "attempts", "values")}
     for pos, value in enumerate(batch["values"]):
@@ -92,8 +98,13 @@ def compact(batch):
     if not batch["index"] or type(batch["index"]) is array:
         return batch
     out = dict(batch)
-    for key, code in ARRAY_COLUMNS.items():
-        out[key] = array(code, batch[key])
+    for key in ("index", "start", "run_time"):
+        out[key] = array(ARRAY_COLUMNS[key], batch[key])
+    attempts = batch["attempts"]
+    if attempts.count(1) == len(attempts):  # the usual column: no conversion per entry
+        out["attempts"] = array("q", [1]) * len(attempts)
+    else:
+        out["attempts"] = array("q", attempts)
     return out
 
 
@@ -103,7 +114,9 @@ def size(batch):
 
 def indices(batch):
     """Every task index of ``batch``, as a list."""
-    return [*batch["index"], *(r["index"] for r in batch["other"])]
+    index = batch["index"]
+    return (index.tolist() if type(index) is array else list(index)) + [
+        r["index"] for r in batch["other"]]
 
 
 def pack(batch):
