@@ -435,9 +435,6 @@ def expand_parameter_set(parameter_set):
     if not items:
         raise NothingToDo("An empty parameter_set was given. Nothing to do.")
     if set(map(type, items)) == {dict}:  # the common case, checked at C speed
-        names = TaskColumns.names_of(items)  # the same names in every dict: check them once
-        if names is not None and set(map(type, names)) <= {str}:
-            return items
         if set(map(type, itertools.chain.from_iterable(items))) <= {str}:
             return items
     for i, item in enumerate(items):

@@ -45,23 +45,6 @@ class TaskColumns:
             return None
         return cls(names, columns, len(task_kwargs))
 
-    @staticmethod
-    def names_of(task_kwargs):
-        """The argument names that every dict of ``task_kwargs`` has, when they all have
-        the same ones (what :meth:`of` checks, without building the columns), else None."""
-        if not task_kwargs or type(task_kwargs[0]) is not dict:
-            return None
-        names = tuple(task_kwargs[0])
-        try:
-            if sum(map(len, task_kwargs)) != len(names) * len(task_kwargs):
-                return None
-            for name in names:
-                if not all(map(operator.contains, task_kwargs, itertools.repeat(name))):
-                    return None
-        except TypeError:  # not all dicts
-            return None
-        return names
-
     def to_plain(self):
         """The tasks file's form: a tuple of plain data (no class to import)."""
         return ("columns", list(self.names), self.columns, self.count)
