@@ -243,6 +243,9 @@ class Driver:
             return
         if self.suspects:
             self.suspects.difference_update(finished)
+        run = self.done.run_of(batch["index"])
+        if run is not None and type(batch["index"]) is not range:
+            batch["index"] = range(*run)  # stored as a range too: no array to read back
         repeated = () if self.done.isdisjoint(batch["index"]) and all(
             r["index"] not in self.done for r in batch["other"]) else {
             i for i in finished if i in self.done}  # re-queued, finished twice

@@ -7,7 +7,7 @@ handful of lists. A batch is a plain dict:
 
 ``index``, ``start``, ``run_time``, ``attempts``
     one entry per completed task (lists; ``array`` objects in the store, see
-    :func:`compact`)
+    :func:`compact`; the driver stores a run of consecutive indices as a ``range``)
 ``values``
     their results: the values themselves when every one is plain data (numbers, strings,
     bytes and containers of them), else each one pickled on its own (``pickled`` is True):
@@ -95,15 +95,16 @@ def compact(batch):
     """``batch`` as it travels and is stored: its numeric columns as ``array`` objects,
     which pickle as raw bytes and cost 8 bytes an entry once read back (a list of floats
     costs 32)."""
-    if not batch["index"] or type(batch["index"]) is array:
+    if not batch["index"] or not any(type(batch[key]) is list for key in ARRAY_COLUMNS):
         return batch
     out = dict(batch)
     for key in ("index", "start", "run_time"):
-        out[key] = array(ARRAY_COLUMNS[key], batch[key])
+        if type(batch[key]) is list:
+            out[key] = array(ARRAY_COLUMNS[key], batch[key])
     attempts = batch["attempts"]
-    if attempts.count(1) == len(attempts):  # the usual column: no conversion per entry
+    if type(attempts) is list and attempts.count(1) == len(attempts):  # the usual column
         out["attempts"] = array("q", [1]) * len(attempts)
-    else:
+    elif type(attempts) is list:
         out["attempts"] = array("q", attempts)
     return out
 
@@ -141,6 +142,8 @@ def without(batch, drop):
 def _contiguous(ix, n):
     """True if the indices ``ix`` are ``a, a+1, .., b`` within ``0..n-1`` (checked at C
     speed)."""
+    if type(ix) is range:  # how the driver stores a run of consecutive tasks
+        return bool(ix) and ix.step == 1 and 0 <= ix[0] and ix[-1] < n
     return bool(ix) and 0 <= ix[0] and ix[-1] < n and ix[-1] - ix[0] + 1 == len(ix) and all(
         map(operator.lt, ix, itertools.islice(ix, 1, None)))
 

@@ -123,7 +123,7 @@ class IndexSet:
         self._flags, self._count, self._iota = bytearray(n), 0, None
         self.update(indices)
 
-    def _run(self, indices):
+    def run_of(self, indices):
         """``(a, b)`` when ``indices`` are ``a, a+1, .., b-1`` within ``0..n-1``, else None."""
         kind = type(indices)
         if kind is range:
@@ -157,7 +157,7 @@ class IndexSet:
             self._count += 1
 
     def update(self, indices):
-        run = self._run(indices)
+        run = self.run_of(indices)
         if run is None:
             for index in indices:
                 self.add(index)
@@ -167,7 +167,7 @@ class IndexSet:
         self._flags[a:b] = b"\x01" * (b - a)
 
     def isdisjoint(self, indices):
-        run = self._run(indices)
+        run = self.run_of(indices)
         if run is not None:
             return self._flags.find(1, *run) < 0
         return not any(map(self.__contains__, indices))

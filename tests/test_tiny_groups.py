@@ -128,3 +128,20 @@ def test_index_set_marks_runs_by_slice_and_anything_else_one_by_one():
     s.add(-1)
     s.update(array("q", [98, 99, 100]))  # not a run within 0..99: one by one
     assert len(s) == 36 and 98 in s
+
+
+def test_the_driver_stores_runs_of_tasks_as_ranges_and_they_read_back(env2):
+    import dato_dist as gl
+
+    n = 30_000
+    params = [{"x": i, "y": "s" if i == 12_345 else i} for i in range(n)]
+    job = gl.deploy.map_job.create(tasks.add, params, environment=env2)
+    results = job.get_map_results()
+    assert results[12_345] is None and results[:3] == [0, 2, 4] and results[-1] == 2 * n - 2
+    batches = job._files.read_results()._batches
+    assert any(type(b["index"]) is range for b in batches), [type(b["index"]) for b in batches]
+    fresh = gl.deploy.job.load(job.uri)
+    metrics = fresh.get_metrics()
+    assert len(metrics) == n and metrics[12_345]["status"] == "Failed"
+    assert metrics[n - 1]["task_name"] == f"add-0-{n - 1}" and metrics[0]["attempts"] == 1
+    assert fresh.get_map_results() == results
