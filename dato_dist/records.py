@@ -94,11 +94,16 @@ ARRAY_COLUMNS = {"index": "q", "start": "d", "run_time": "d", "attempts": "q"}
 def compact(batch):
     """``batch`` as it travels and is stored: its numeric columns as ``array`` objects,
     which pickle as raw bytes and cost 8 bytes an entry once read back (a list of floats
-    costs 32)."""
+    costs 32); indices that are a run ``a, a+1, .., b`` as ``range(a, b + 1)``."""
     if not batch["index"] or not any(type(batch[key]) is list for key in ARRAY_COLUMNS):
         return batch
     out = dict(batch)
-    for key in ("index", "start", "run_time"):
+    index = batch["index"]
+    if type(index) is list:
+        run = range(index[0], index[-1] + 1)
+        out["index"] = run if len(run) == len(index) and index == list(run) else array(
+            "q", index)  # the usual batch is a run: stored as a range
+    for key in ("start", "run_time"):
         if type(batch[key]) is list:
             out[key] = array(ARRAY_COLUMNS[key], batch[key])
     attempts = batch["attempts"]
