@@ -27,7 +27,7 @@ from . import errors as E
 from . import jobfiles, node, procs, records
 from . import protocol as P
 from .listener import Acceptor, bind_listener
-from .tasklist import TaskColumns
+from .tasklist import IndexSet, TaskColumns
 
 TARGET_BATCH_SECONDS = 0.25
 MIN_BATCH_SECONDS = 0.005
@@ -141,7 +141,7 @@ class Driver:
         self.name_prefix = spec["task_name_prefix"]  # runners name task i <prefix><i>
         self.pending = _TaskQueue(self.n)
         self.max_batch_tasks = sys.maxsize  # set from the tasks' sizes when they are read
-        self.done = set()
+        self.done = IndexSet(self.n)  # tasks with a final record
         self.failed = 0
         self.losses = collections.Counter()
         self.suspects = set()  # tasks of a lost runner that may have ended it (see _lose)
@@ -243,7 +243,11 @@ class Driver:
             return
         if self.suspects:
             self.suspects.difference_update(finished)
-        repeated = () if self.done.isdisjoint(finished) else {
+        run = self.done.run_of(batch["index"])
+        if run is not None and type(batch["index"]) is not range:
+            batch["index"] = range(*run)  # stored as a range too: no array to read back
+        repeated = () if self.done.isdisjoint(batch["index"]) and all(
+            r["index"] not in self.done for r in batch["other"]) else {
             i for i in finished if i in self.done}  # re-queued, finished twice
         if repeated:
             batch = records.without(batch, repeated)  # the first result stays
@@ -261,7 +265,7 @@ class Driver:
                     if self.first_failure is None:
                         self.first_failure = rec
         self.done.update(batch["index"])
-        times = batch["run_time"]
+        times = batch["run_time"][-256:]  # a sample is enough to size batches
         if times:
             mean = sum(times) / len(times)
             self.avg_task_time = mean if self.avg_task_time is None else (
@@ -489,7 +493,7 @@ class Driver:
         self.batch_no = point.results_files
         self.earlier = point.attempts
         if point.failed_only:
-            self.done = point.done
+            self.done = IndexSet(self.n, point.done)
             self.pending = _TaskQueue.of(point.todo)
         self.state.update(point.state)
         print(point.describe(self.files.job_id), flush=True)

@@ -7,7 +7,7 @@ handful of lists. A batch is a plain dict:
 
 ``index``, ``start``, ``run_time``, ``attempts``
     one entry per completed task (lists; ``array`` objects in the store, see
-    :func:`compact`)
+    :func:`compact`; the driver stores a run of consecutive indices as a ``range``)
 ``values``
     their results: the values themselves when every one is plain data (numbers, strings,
     bytes and containers of them), else each one pickled on its own (``pickled`` is True):
@@ -42,10 +42,16 @@ def of_records(records, worker=None):
     return batch
 
 
+#: Types whose values are plain data by themselves (checked at C speed, no pickling).
+_SCALARS = {int, float, str, bool, type(None), bytes}
+
+
 def seal(batch):
     """Make ``batch`` safe to send: values that are not plain data are pickled one by one;
     a value that cannot be pickled turns its task into a failure. Returns ``batch``."""
-    if batch["pickled"] or not batch["values"] or serialize.is_plain(batch["values"]):
+    values = batch["values"]
+    if batch["pickled"] or not values or set(map(type, values)) <= _SCALARS or (
+            serialize.is_plain(values)):
         return batch
     keep = {k: [] for k in ("index", "start", "run_time", "attempts", "values")}
     for pos, value in enumerate(batch["values"]):
@@ -88,12 +94,23 @@ ARRAY_COLUMNS = {"index": "q", "start": "d", "run_time": "d", "attempts": "q"}
 def compact(batch):
     """``batch`` as it travels and is stored: its numeric columns as ``array`` objects,
     which pickle as raw bytes and cost 8 bytes an entry once read back (a list of floats
-    costs 32)."""
-    if not batch["index"] or type(batch["index"]) is array:
+    costs 32); indices that are a run ``a, a+1, .., b`` as ``range(a, b + 1)``."""
+    if not batch["index"] or not any(type(batch[key]) is list for key in ARRAY_COLUMNS):
         return batch
     out = dict(batch)
-    for key, code in ARRAY_COLUMNS.items():
-        out[key] = array(code, batch[key])
+    index = batch["index"]
+    if type(index) is list:
+        run = range(index[0], index[-1] + 1)
+        out["index"] = run if len(run) == len(index) and index == list(run) else array(
+            "q", index)  # the usual batch is a run: stored as a range
+    for key in ("start", "run_time"):
+        if type(batch[key]) is list:
+            out[key] = array(ARRAY_COLUMNS[key], batch[key])
+    attempts = batch["attempts"]
+    if type(attempts) is list and attempts.count(1) == len(attempts):  # the usual column
+        out["attempts"] = array("q", [1]) * len(attempts)
+    elif type(attempts) is list:
+        out["attempts"] = array("q", attempts)
     return out
 
 
@@ -103,7 +120,9 @@ def size(batch):
 
 def indices(batch):
     """Every task index of ``batch``, as a list."""
-    return [*batch["index"], *(r["index"] for r in batch["other"])]
+    index = batch["index"]
+    return (index.tolist() if type(index) is array else list(index)) + [
+        r["index"] for r in batch["other"]]
 
 
 def pack(batch):
@@ -128,6 +147,8 @@ def without(batch, drop):
 def _contiguous(ix, n):
     """True if the indices ``ix`` are ``a, a+1, .., b`` within ``0..n-1`` (checked at C
     speed)."""
+    if type(ix) is range:  # how the driver stores a run of consecutive tasks
+        return bool(ix) and ix.step == 1 and 0 <= ix[0] and ix[-1] < n
     return bool(ix) and 0 <= ix[0] and ix[-1] < n and ix[-1] - ix[0] + 1 == len(ix) and all(
         map(operator.lt, ix, itertools.islice(ix, 1, None)))
 

@@ -11,6 +11,7 @@ task: see :mod:`dato_dist.output`).
 import argparse
 import copy
 import inspect
+import itertools
 import operator
 import os
 import signal
@@ -42,9 +43,46 @@ REPORT_AFTER = 0.2
 TINY_TASK = 0.001
 #: A task still running after this long gets its deferred marker from the heartbeat thread.
 MARKER_AFTER = 0.05
+#: Tiny tasks called by position run in groups (:func:`_run_grouped`) of this many to
+#: start with, doubling while a group takes under GROUP_SECONDS, up to GROUP_MAX.
+GROUP_MIN, GROUP_MAX, GROUP_SECONDS = 16, 4096, 0.002
+#: After a group whose tasks each took under SHARE_BELOW, groups are timed as a whole
+#: (each task gets an equal share) until one takes over SHARE_UNTIL.
+SHARE_BELOW, SHARE_UNTIL = 0.00005, 0.005
 EXIT_NO_DRIVER, EXIT_DRIVER_GONE = P.EXIT_NO_DRIVER, P.EXIT_DRIVER_GONE
 _cap = None  # this runner's OutputCap, once the job's setting is known
-_marker = TaskMarker()  # the running task's marker line (see dato_dist.output)
+
+
+class _RunMarker(TaskMarker):
+    """A :class:`TaskMarker` that also follows a group of tasks run at C speed
+    (:func:`_run_grouped`), where no code runs between two tasks to set :attr:`pending`:
+    while :attr:`group` is set, the running task is the group's next one without a
+    result, and its marker line is given once."""
+
+    def __init__(self):
+        super().__init__()
+        self.group = None  # (indices, list, stride) while a group runs: see _run_grouped
+        self.written = None  # the group's task whose marker line was given last
+
+    def take(self):
+        group = self.group
+        if group is None:
+            return super().take()
+        indices, flat, stride = group
+        done = len(flat)
+        if done % stride or done // stride >= len(indices):
+            return None  # between two tasks (only the heartbeat thread sees this)
+        index = indices[done // stride]
+        with self._lock:
+            if index == self.written:
+                return None
+            self.written = index
+        # The previous task's buffered output goes out before this task's marker.
+        _flush_output()
+        return self.line(index)
+
+
+_marker = _RunMarker()  # the running task's marker line (see dato_dist.output)
 
 
 def _cleanup():
@@ -139,6 +177,16 @@ def _heartbeat(channel, state, interval, stop):
 
 def _current(state):
     """``(index, start)`` of the task running now, or None."""
+    group = state.get("group")
+    if group is not None:
+        indices, flat, start, stride, seen = group  # _run_grouped's, growing as it runs
+        done = len(flat)
+        if done % stride or done // stride >= len(indices):
+            return None
+        index = indices[done // stride]
+        if seen is not None:  # a group timed as a whole: when this task was seen running
+            seen.setdefault(index, time.time())
+        return (index, flat[done - 1] if done and stride == 2 else start)
     run = state.get("tiny")
     if run is None:
         return state["current"]
@@ -230,6 +278,119 @@ def _run_tiny(fn, tasks, marker, state, done, send_at):
     return tiny
 
 
+def _run_grouped(fn, index_iter, arg_iters, state, done, send_at):
+    """Run tasks in groups at C speed while each task takes under TINY_TASK and until
+    ``time.time()`` passes ``send_at``; add their records to ``done``. A task is called
+    ``fn(*[next(a) for a in arg_iters])`` and its index is ``next(index_iter)``; the
+    iterators are left in step. Returns whether the group's tasks were all tiny.
+
+    A group is ``map(fn, *columns)``, with no Python code between two tasks, timed one of
+    two ways:
+
+    - *one by one*: zipped with ``iter(time.time, None)`` into one flat list ``[value,
+      end, value, end, ...]``, one clock read per task (a task starts when the one before
+      it ends);
+    - *shared*, once tasks timed one by one all took under SHARE_BELOW: no clock read per
+      task; each task of the group gets the group's start and an equal share of its time.
+      A shared group is sized to take about GROUP_SECONDS; one that took over SHARE_UNTIL
+      (a slower task in it, or the runner was descheduled) is followed by groups timed
+      one by one, which find a task of TINY_TASK or more and end the run.
+
+    Every task still gets its own record (result or error, attempts, worker); its marker
+    line is deferred (:class:`_RunMarker`), and the heartbeat finds the running task from
+    the length of the group's list (:func:`_current`).
+    """
+    clock, islice, sub, chain = time.time, itertools.islice, operator.sub, itertools.chain
+    worker, marker = done["worker"], _marker
+    size, left, tiny, shared, rate = GROUP_MIN, [], True, False, 0.0
+    marker.pending = True  # not None: the streams ask take() before a task's first write
+    marker.written = None
+    try:
+        while True:
+            indices = left or list(islice(index_iter, size))
+            if not indices:
+                break
+            k, flat, error, stride = len(indices), [], None, 1 if shared else 2
+            seen = {} if shared else None  # filled by the heartbeat thread (_current)
+            marker.group = (indices, flat, stride)
+            t0 = clock()
+            state["group"] = (indices, flat, t0, stride, seen)
+            calls = map(fn, *[islice(a, k) for a in arg_iters])
+            try:
+                flat.extend(calls if shared else chain.from_iterable(
+                    zip(calls, iter(clock, None))))
+            except BaseException as e:  # a task's SystemExit must not end the runner either
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                error = _error(e)
+            state["group"] = None
+            if shared:
+                last = clock()
+                n = len(flat)
+                share = max(last - t0, 0.0) / (n + (error is not None))
+                times, starts = [share] * n, [t0] * n
+                if last - t0 > SHARE_UNTIL:  # something in it was slow
+                    _attribute(indices, n, seen, rate, last - t0, t0, times, starts)
+                done["start"] += starts
+                done["values"] += flat
+            else:
+                ends = flat[1::2]
+                n = len(ends)
+                times = list(map(sub, ends, chain((t0,), ends)))
+                if times and min(times) < 0:  # the wall clock was set back
+                    times = [max(t, 0.0) for t in times]
+                if n:
+                    done["start"].append(t0)
+                    done["start"] += ends[:-1]
+                done["values"] += flat[0::2]
+                last = ends[-1] if n else t0
+            done["index"] += indices[:n]
+            done["run_time"] += times
+            done["attempts"] += [1] * n
+            left = indices[n + 1:]
+            if error is not None:
+                done["other"].append(records.failure(
+                    indices[n], t0 if shared else last, 1, worker, *error))
+                last = clock()
+            slow = bool(times) and max(times) >= TINY_TASK
+            if not slow and times:
+                rate = times[-1] if shared else sum(times) / len(times)
+            if slow or last > send_at:
+                if left:
+                    continue  # the rest of this group first: the iterators stay in step
+                tiny = not slow
+                break
+            if shared:
+                shared = last - t0 <= SHARE_UNTIL
+            else:
+                shared = bool(times) and max(times) < SHARE_BELOW
+            if last - t0 < GROUP_SECONDS and size < GROUP_MAX:
+                size *= 2
+    finally:
+        state["group"] = None
+        if marker.written is not None:
+            _flush_output()  # a task wrote output: it goes out before what follows
+        marker.group = marker.pending = marker.written = None
+    return tiny
+
+
+def _attribute(indices, n, seen, rate, elapsed, t0, times, starts):
+    """A group of ``n`` finished tasks timed as a whole took ``elapsed`` s from ``t0``:
+    give the tasks the heartbeat saw running (``seen``; it looks every 50 ms) what the
+    others, at ``rate`` s each, leave of it, and each task the start that follows. Changes
+    ``times`` and ``starts``; does nothing when no task was seen."""
+    done = indices[:n]
+    slow = {done.index(i) for i in seen if i in done}
+    if not slow:
+        return  # each task keeps its share
+    rest = max(elapsed - rate * (n - len(slow)), 0.0) / len(slow)
+    start = t0
+    for pos in range(n):
+        times[pos] = rest if pos in slow else rate
+        starts[pos] = start
+        start += times[pos]
+
+
 def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, done, channel,
                flush_interval):
     """Run the tasks ``indices`` (task i is named ``<name_prefix><i>``, its kwargs are in
@@ -251,11 +412,13 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
     inline = not max_retries
     next_send = monotonic() + flush_interval
     tiny = False  # the previous task took under TINY_TASK seconds
+    index_iter, arg_iters = iter(indices), None
     if inline and isinstance(payloads, TaskColumns):
         order = _positional_order(fn, payloads.names)
         if order is not None:  # each task's values as a tuple, in parameter order
-            payloads = zip(*[payloads.columns[k] for k in order])
-    tasks = zip(indices, payloads)
+            arg_iters = [iter(payloads.columns[k]) for k in order]
+            payloads = zip(*arg_iters)
+    tasks = zip(index_iter, payloads)
     for index, payload in tasks:
         if tiny:
             marker.pending = index  # written if the task writes output
@@ -291,7 +454,11 @@ def _run_batch(fn, indices, payloads, name_prefix, max_retries, worker, state, d
             tiny = False
         if not tiny or marker.pending is None:
             flush()  # the task wrote output (its marker is out): it goes out in order
-        if tiny and inline and type(payload) in (dict, tuple) and monotonic() < next_send:
+        if tiny and arg_iters is not None and monotonic() < next_send:
+            # Tiny tasks called by position: in groups, at C speed.
+            tiny = _run_grouped(fn, index_iter, arg_iters, state, done,
+                                clock() + (next_send - monotonic()))
+        elif tiny and inline and type(payload) in (dict, tuple) and monotonic() < next_send:
             # A run of tiny tasks (the job's kwargs are all dicts or all pickles).
             tiny = _run_tiny(fn, tasks, marker, state, done,
                              perf() + (next_send - monotonic()))

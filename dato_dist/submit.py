@@ -246,8 +246,9 @@ def _source(function):
 
 
 def create(function, *, kind, task_kwargs, name, environment, combiner_function=None,
-           max_retries=None, logger):
-    """Validate and start a job; return its :class:`~dato_dist.job.Job`."""
+           max_retries=None, logger, columns=None):
+    """Validate and start a job; return its :class:`~dato_dist.job.Job`. ``columns``:
+    ``TaskColumns.of(task_kwargs)`` when the caller has it already."""
     from .job import Job
 
     logger.info("Validating job.")
@@ -258,7 +259,8 @@ def create(function, *, kind, task_kwargs, name, environment, combiner_function=
     prefix = f"{fname}-0-"  # task i is named <prefix><i>
     signature = signature_of(function)
     # Binding depends on the argument names only: bind each distinct set of names once.
-    columns = TaskColumns.of(task_kwargs)  # every task has the same names: one check
+    if columns is None:  # every task has the same names: one check
+        columns = TaskColumns.of(task_kwargs)
     key_sets = ({frozenset(columns.names)} if columns is not None
                 else set(map(frozenset, task_kwargs)))
     firsts = [0] if len(key_sets) == 1 else {
@@ -409,6 +411,12 @@ def job_settings(config):
 
 def expand_parameter_set(parameter_set):
     """The parameter set as a list of dicts; clear errors for anything else."""
+    return parameter_columns(parameter_set)[0]
+
+
+def parameter_columns(parameter_set):
+    """:func:`expand_parameter_set`, and its :class:`TaskColumns` when every dict has the
+    same argument names (else None): the columns prove every key is one of the names."""
     if isinstance(parameter_set, (dict, str, bytes)) or not hasattr(parameter_set, "__iter__"):
         raise InvalidArgumentType(
             f"parameter_set must be a list (or iterable) of dicts, got "
@@ -417,11 +425,11 @@ def expand_parameter_set(parameter_set):
     if not items:
         raise NothingToDo("An empty parameter_set was given. Nothing to do.")
     if set(map(type, items)) == {dict}:  # the common case, checked at C speed
-        columns = TaskColumns.of(items)  # the same names in every dict: check them once
+        columns = TaskColumns.of(items)
         if columns is not None and set(map(type, columns.names)) <= {str}:
-            return items
+            return items, columns
         if set(map(type, itertools.chain.from_iterable(items))) <= {str}:
-            return items
+            return items, None
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise InvalidArgumentType(
@@ -432,4 +440,4 @@ def expand_parameter_set(parameter_set):
                 raise InvalidArgumentType(
                     f"parameter_set[{i}] has a non-string key {key!r}; keys are the "
                     "function's parameter names.")
-    return items
+    return items, None

@@ -9,6 +9,7 @@ travel as a list of dicts, as before.
 
 import itertools
 import operator
+from array import array
 
 
 class TaskColumns:
@@ -36,8 +37,8 @@ class TaskColumns:
         if not task_kwargs or type(task_kwargs[0]) is not dict:
             return None
         names = tuple(task_kwargs[0])
-        try:  # same length and every name present: the same names (order aside)
-            if set(map(len, task_kwargs)) != {len(names)}:
+        try:  # every name present and as many keys in all: the same names (order aside)
+            if sum(map(len, task_kwargs)) != len(names) * len(task_kwargs):
                 return None
             columns = [list(map(operator.itemgetter(name), task_kwargs)) for name in names]
         except (KeyError, TypeError, IndexError):
@@ -99,3 +100,74 @@ class TaskNames:
 
     def __iter__(self):
         return map(f"{self.prefix}{{}}".format, range(self.count))
+
+
+class IndexSet:
+    """A set of task indices ``0..n-1`` as one byte per task.
+
+    A driver marks every finished task: a ``set`` of a million ints costs about 40 MB
+    and a hash insert per task, while a batch of consecutive indices (the usual one) is a
+    slice here, checked and marked at C speed. Indices outside ``0..n-1`` (the
+    combiner's) are never members.
+
+    Examples
+    --------
+    >>> s = IndexSet(10, [3])
+    >>> s.update(range(5, 8)); len(s), 6 in s, s.isdisjoint([0, 1]), s.isdisjoint([7])
+    (4, True, True, False)
+    """
+
+    __slots__ = ("_flags", "_count", "_iota")
+
+    def __init__(self, n, indices=()):
+        self._flags, self._count, self._iota = bytearray(n), 0, None
+        self.update(indices)
+
+    def run_of(self, indices):
+        """``(a, b)`` when ``indices`` are ``a, a+1, .., b-1`` within ``0..n-1``, else None."""
+        kind = type(indices)
+        if kind is range:
+            ok, a, b = indices.step == 1, indices.start, indices.stop
+        elif kind is list or kind is array:
+            if not indices:
+                return 0, 0
+            a = indices[0]
+            b = a + len(indices)
+            if not (0 <= a and indices[-1] == b - 1 and b <= len(self._flags)):
+                return None
+            if kind is list:
+                ok = indices == list(range(a, b))
+            else:  # compared with a slice of 0..n-1 as an array: a memcmp
+                if self._iota is None or self._iota.typecode != indices.typecode:
+                    self._iota = array(indices.typecode, range(len(self._flags)))
+                ok = indices == self._iota[a:b]
+        else:
+            return None
+        return (a, b) if ok and 0 <= a <= b <= len(self._flags) else None
+
+    def __len__(self):
+        return self._count
+
+    def __contains__(self, index):
+        return 0 <= index < len(self._flags) and self._flags[index] == 1
+
+    def add(self, index):
+        if 0 <= index < len(self._flags) and not self._flags[index]:
+            self._flags[index] = 1
+            self._count += 1
+
+    def update(self, indices):
+        run = self.run_of(indices)
+        if run is None:
+            for index in indices:
+                self.add(index)
+            return
+        a, b = run
+        self._count += (b - a) - self._flags.count(1, a, b)
+        self._flags[a:b] = b"\x01" * (b - a)
+
+    def isdisjoint(self, indices):
+        run = self.run_of(indices)
+        if run is not None:
+            return self._flags.find(1, *run) < 0
+        return not any(map(self.__contains__, indices))

@@ -35,7 +35,7 @@ def create(function, parameter_set, name=None, environment=None, combiner_functi
     >>> job.get_map_results()                                      # doctest: +SKIP
     [3, 7]
     """
-    items = submit.expand_parameter_set(parameter_set)
+    items, columns = submit.parameter_columns(parameter_set)
     return submit.create(function, kind="map_job", task_kwargs=items, name=name,
                          environment=environment, combiner_function=combiner_function,
-                         max_retries=max_retries, logger=log)
+                         max_retries=max_retries, logger=log, columns=columns)
