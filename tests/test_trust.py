@@ -325,7 +325,9 @@ def _run_with_runner_kills(env, attack_dir=None):
     log). With ``attack_dir``, nobody holds a silent connection and sends garbage on 100
     more from the moment the driver listens."""
     start = time.monotonic()
-    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 0.1} for i in range(40)],
+    # 40 tasks of 0.3 s on 2 runners: 6 s of work, long enough to catch running twice on
+    # a loaded machine (with 0.1 s tasks it once completed before the first poll saw one).
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 0.3} for i in range(40)],
                                    environment=env)
     attacker = None
     try:
@@ -333,7 +335,9 @@ def _run_with_runner_kills(env, attack_dir=None):
             address = wait_for(lambda: _driver_address(job), timeout=30, what="the driver")
             attacker = _attack(address, os.path.join(attack_dir, "stop"))
         for _ in range(2):
-            running = wait_for(lambda: _running_pids(job), timeout=30, what="running tasks")
+            running = wait_for(lambda: _running_pids(job) or _ended(job), timeout=30,
+                               what="running tasks")
+            assert running != "ended", f"the job ended ({job.get_status()}) before a kill"
             for pid in set(running):
                 kill_quietly(pid)
             time.sleep(0.3)
@@ -349,6 +353,10 @@ def _run_with_runner_kills(env, attack_dir=None):
             except subprocess.TimeoutExpired:
                 kill_quietly(attacker.pid)
                 attacker.wait(5)
+
+
+def _ended(job):
+    return "ended" if job.get_status() not in ("Pending", "Running") else None
 
 
 def _running_pids(job):
