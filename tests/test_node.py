@@ -213,9 +213,10 @@ def test_runner_settings_reach_local_runners_in_setup(monkeypatch):
     monkeypatch.setenv("DATO_DIST_RUNNER_HEARTBEAT_INTERVAL", "0.3")
     monkeypatch.setenv("DATO_DIST_JOB_MAX_RETRIES", "2")
     env = gl.deploy.environment.LocalAsync("two-set", num_workers=2)
-    job = gl.deploy.map_job.create(tasks.add, [{"x": i, "y": 1} for i in range(4)],
+    # Tasks that take a while, so both runners are up and set up before the job ends.
+    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 0.5} for i in range(4)],
                                    environment=env)
-    assert job.get_map_results() == [1, 2, 3, 4]
+    assert job.get_map_results() == [0, 1, 4, 9]
     logs = job.read_logs()
     runner_logs = [text for name, text in logs.items() if name.startswith("runner-")]
     assert len(runner_logs) == 2
