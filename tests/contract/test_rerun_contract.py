@@ -7,6 +7,7 @@ by the tasks themselves (files in a shared folder, tests/contract/rerun_tasks.py
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 import dato_dist as gl
 from dato_dist.errors import RerunRefused
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO, submit_together, wait_for
 from tests.contract import rerun_tasks
 from tests.contract.test_jobs import ended, start
 
@@ -43,11 +44,12 @@ def first_runs(environment, tmp_path_factory):
         yield None
         return
     started = {}
+    folders = {key: tmp_path_factory.mktemp(f"rerun-{key}") for key in FIRST_RUNS}
     try:
-        for key in FIRST_RUNS:
-            folder = tmp_path_factory.mktemp(f"rerun-{key}")
-            started[key] = folder, gl.deploy.map_job.create(
-                rerun_tasks.fails_until_fixed, _params(folder, 6), environment=environment.env)
+        made = submit_together({key: functools.partial(
+            gl.deploy.map_job.create, rerun_tasks.fails_until_fixed, _params(folders[key], 6),
+            environment=environment.env) for key in FIRST_RUNS})
+        started = {key: (folders[key], job) for key, job in made.items()}
         yield started
     finally:
         for _, job in started.values():

@@ -12,9 +12,10 @@ import pytest
 
 import dato_dist as gl
 from tests import tasks
-from tests.conftest import HADOOP_WORKER_MB, wait_for
+from tests.conftest import HADOOP_WORKER_MB, submit_together, wait_for
 
-pytestmark = [pytest.mark.yarn, pytest.mark.hdfs, pytest.mark.slow]
+# the first test using ``started`` also waits for every job's application to start
+pytestmark = [pytest.mark.yarn, pytest.mark.hdfs, pytest.mark.slow, pytest.mark.timeout(900)]
 WORKER = re.compile(r"^container_\w+@[^:]+:\d+$")  # container id @ host : pid
 
 
@@ -43,16 +44,21 @@ def started(dist_path, minicluster, tmp_path_factory):
     badpkg = gl.deploy.hadoop_cluster.create(
         "hadoop-badpkg", dist_path, hadoop_conf_dir=minicluster.conf_dir, num_containers=1,
         additional_packages=MISSING_PACKAGE)
+    submit = {
+        "memory": lambda: gl.deploy.job.create(tasks.hog, environment=hadoop,
+                                               mb=4 * HADOOP_WORKER_MB, seconds=120),
+        "lost": lambda: gl.deploy.map_job.create(
+            tasks.dies_first, [{"i": i} for i in range(3)], environment=hadoop),
+        "killed": lambda: gl.deploy.map_job.create(
+            held, [{"i": i, "path": release} for i in range(4)], environment=hadoop),
+        "environment": lambda: gl.deploy.job.create(tasks.import_missing, environment=hadoop),
+        "badpkg": lambda: gl.deploy.job.create(tasks.add, environment=badpkg, x=1, y=2),
+    }
     jobs = {"release": release}
     try:
-        jobs["memory"] = gl.deploy.job.create(tasks.hog, environment=hadoop,
-                                              mb=4 * HADOOP_WORKER_MB, seconds=120)
-        jobs["lost"] = gl.deploy.map_job.create(tasks.dies_first, [{"i": i} for i in range(3)],
-                                                environment=hadoop)
-        jobs["killed"] = gl.deploy.map_job.create(
-            held, [{"i": i, "path": release} for i in range(4)], environment=hadoop)
-        jobs["environment"] = gl.deploy.job.create(tasks.import_missing, environment=hadoop)
-        jobs["badpkg"] = gl.deploy.job.create(tasks.add, environment=badpkg, x=1, y=2)
+        # create() returns once YARN runs the application master (30-60 s each here):
+        # on threads, those waits overlap
+        jobs.update(submit_together(submit))
         yield jobs
     finally:
         open(release, "w").close()
