@@ -90,12 +90,27 @@ def cmd_metrics(args):
 
 def cmd_logs(args):
     job = _load(args.id)
-    logs = job.read_logs()
+    from .rerun import run_of_state
+
+    logs = job.read_logs(run=args.run)
     print(f"# logs of job {job.name}: {job.get_log_file_path()}")
+    runs = run_of_state(job._files.read_state())
+    if runs > 1:
+        which = "every run" if args.run == "all" else f"run {args.run or runs} of {runs}"
+        print(f"# {which} (--run N for one run, --run all for every run)")
     for name, text in logs.items():
         print(f"==> {name} <==")
         print(text, end="" if text.endswith("\n") or not text else "\n")
     return 0
+
+
+def _run_arg(value):
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a run number or 'all', not {value!r}") from None
 
 
 def cmd_cancel(args):
@@ -172,6 +187,10 @@ def build_parser():
         if name == "wait":
             p.add_argument("--timeout", type=float, default=None, help="seconds")
             p.add_argument("--no-progress", action="store_true")
+        if name == "logs":
+            p.add_argument("--run", type=_run_arg, default=None,
+                           help="the logs of this run (1 is the first) or of 'all' runs; "
+                                "default: the latest run")
         if name == "rerun":
             p.add_argument("--failed", action="store_true",
                            help="only the tasks that failed or never finished; completed "

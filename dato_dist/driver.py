@@ -15,6 +15,7 @@ travel in a few messages, while slow tasks go out one or a few at a time.
 
 import argparse
 import collections
+import concurrent.futures
 import math
 import os
 import secrets
@@ -39,6 +40,15 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
 RUNNER_LOST = "RunnerLost"
+#: A task whose container YARN preempted this many times is recorded as Failed
+#: (``preempted``). Preemption is the scheduler taking capacity back, not the task's fault,
+#: so it has its own, larger budget and never uses up the MAX_TASK_LOSSES one.
+MAX_TASK_PREEMPTIONS = 10
+#: Exception name recorded for such a task.
+PREEMPTED = "Preempted"
+#: Seconds the driver waits for the backend to say why a runner ended, beyond the
+#: backend's own bound (``explain.timeout``), before it decides the runner was just lost.
+EXPLAIN_GRACE = 5.0
 #: Longest list of scattered task indices in the queue (a rerun of some failed tasks).
 QUEUE_PIECE = 4096
 #: Exception name recorded for a task whose container was killed for exceeding its memory
@@ -143,7 +153,13 @@ class Driver:
         self.max_batch_tasks = sys.maxsize  # set from the tasks' sizes when they are read
         self.done = IndexSet(self.n)  # tasks with a final record
         self.failed = 0
-        self.losses = collections.Counter()
+        self.losses = collections.Counter()  # runs of a task its lost runners did not finish
+        self.preemptions = collections.Counter()  # ... of them, ended by preemption
+        # Lost runners whose end the backend is being asked about, in a thread (YARN takes
+        # seconds): [runner, why, unfinished, future, asked]. Their tasks wait, and the
+        # loop serves everything else meanwhile (see _settle_losses).
+        self.explaining = []
+        self._explain_pool = None
         self.suspects = set()  # tasks of a lost runner that may have ended it (see _lose)
         self.earlier = None  # a rerun's runs of each task in the earlier runs (Counter)
         self.runners = {}  # conn -> _Runner
@@ -168,26 +184,72 @@ class Driver:
     # -- connections ---------------------------------------------------------------------
     def _lose(self, runner, why):
         """Forget ``runner``; its unfinished tasks go back to the front of the queue, except
-        the one it was running when that one was lost :data:`MAX_TASK_LOSSES` times or its
-        container was killed for exceeding its memory: that one is recorded Failed, with
-        the failure class and the backend's diagnostics."""
+        the one it was running when that one was lost :data:`MAX_TASK_LOSSES` times, its
+        container was preempted :data:`MAX_TASK_PREEMPTIONS` times or killed for exceeding
+        its memory: that one is recorded Failed, with the failure class and the backend's
+        diagnostics. When the backend can say why the runner ended, it is asked in a thread
+        and the tasks' fate is decided when it answers (:meth:`_settle_losses`)."""
         self.runners.pop(runner.conn, None)
         try:
             runner.conn.close()
         except OSError:
             pass
         unfinished = [i for i in runner.inflight if i not in self.done]
+        if unfinished and self.explain is not None:
+            if self._explain_pool is None:
+                self._explain_pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="explain")
+            print(f"[dato-dist] runner {runner.id} ({runner.worker}) lost ({why}); asking "
+                  f"why it ended, {len(unfinished)} task(s) wait", flush=True)
+            self.explaining.append([runner, why, unfinished,
+                                    self._explain_pool.submit(self._explain, runner),
+                                    time.monotonic()])
+        else:
+            self._settle(runner, why, unfinished, (E.LOST, None))
+        self._state_dirty = True
+
+    def _settle_losses(self):
+        """Decide the fate of lost runners' tasks whose explanation came (or is overdue)."""
+        if not self.explaining:
+            return
+        bound = getattr(self.explain, "timeout", 8.0) + EXPLAIN_GRACE
+        now, waiting = time.monotonic(), []
+        for loss in self.explaining:
+            runner, why, unfinished, future, asked = loss
+            if future.done():
+                found = future.result()  # _explain never raises
+            elif now - asked > bound:
+                print(f"[dato-dist] no answer in {bound:.0f} s on why runner {runner.id} "
+                      "ended", flush=True)
+                found = (E.LOST, None)
+            else:
+                waiting.append(loss)
+                continue
+            self._settle(runner, why, [i for i in unfinished if i not in self.done], found)
+        self.explaining = waiting
+
+    def _settle(self, runner, why, unfinished, found):
+        kind, diagnostics = found
         quarantined = False
         if unfinished:
-            kind, diagnostics = self._explain(runner)
             suspects = _suspects(unfinished, runner.current)
             print(f"[dato-dist] runner {runner.id} ({runner.worker}) lost ({why}; {kind}"
                   + (f": {diagnostics}" if diagnostics else "")
                   + f"); re-queuing {len(unfinished)} task(s)", flush=True)
-            if len(suspects) == 1:  # it was running this task: the loss is this task's
+            if kind == E.PREEMPTED:  # no task's fault: none is suspected, one was running
+                running = runner.current[0] if runner.current else None
+                if running in unfinished:
+                    self.losses[running] += 1
+                    self.preemptions[running] += 1
+                    if self.preemptions[running] >= MAX_TASK_PREEMPTIONS:
+                        unfinished.remove(running)
+                        self._add_records(records.of_records([self._lost_record(
+                            running, runner, kind, diagnostics)]))
+            elif len(suspects) == 1:  # it was running this task: the loss is this task's
                 running = suspects[0]
                 self.losses[running] += 1
-                if kind == E.MEMORY or self.losses[running] >= MAX_TASK_LOSSES:
+                if kind == E.MEMORY or (self.losses[running] - self.preemptions[running]
+                                        >= MAX_TASK_LOSSES):
                     unfinished.remove(running)
                     self._add_records(records.of_records([self._lost_record(
                         running, runner, kind, diagnostics)]))
@@ -225,6 +287,11 @@ class Driver:
                 "the task's container was killed for running beyond its physical memory "
                 "limit; give it larger containers (container_size) or make the task use "
                 "less")
+        elif kind == E.PREEMPTED:
+            exc, message = PREEMPTED, (
+                f"the task's container was preempted {self.preemptions[index]} times (the "
+                "scheduler took the capacity back for another queue); run it when the "
+                "cluster is less busy, or in a queue with a larger guarantee (hadoop.queue)")
         else:
             exc, message = RUNNER_LOST, (
                 f"the runner died {losses} times while running this task (killed, out of "
@@ -471,6 +538,7 @@ class Driver:
                         self._handle(new.popleft())
                 else:
                     self._handle(conn)
+            self._settle_losses()
             self._wake_idle()
             now = time.monotonic()
             if now - self.last_cancel_check > 1.0:
@@ -480,6 +548,8 @@ class Driver:
             self._check_runners()
             if now - self.last_flush > flush_interval:
                 self.flush()
+        if self._explain_pool is not None:  # a canceled job's questions go unanswered
+            self._explain_pool.shutdown(wait=False, cancel_futures=True)
         return self._finish()
 
     def _resume(self):
@@ -650,6 +720,8 @@ def main(argv=None):
     parser.add_argument("--local-runners", type=int, default=0,
                         help="start this many runners on this machine")
     parser.add_argument("--local-log-dir", help="where local runners write their logs")
+    parser.add_argument("--log-prefix", default="", help="the local runners' log names start "
+                                                         "with this (a rerun's: run<N>.)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--ports", help="START-END port range to listen in")
     parser.add_argument("--done-fd", type=int, help="write a byte to this fd when the job ended")
@@ -667,7 +739,8 @@ def main(argv=None):
     local = None
     if args.local_runners:
         # Fork the runners first: this process has no threads and has done no I/O yet.
-        local = node.Runners(listener.address, authkey, log_dir=args.local_log_dir)
+        local = node.Runners(listener.address, authkey, log_dir=args.local_log_dir,
+                             log_prefix=args.log_prefix)
         local.start(args.local_runners, fork=True, close=(listener,))
     acceptor = Acceptor(listener)  # runners get in while we wait and read the job
     if args.wait_go:

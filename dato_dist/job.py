@@ -12,6 +12,7 @@ from . import errors, jobfiles, serialize
 from .environments import environment_from_dict
 from .errors import (
     CorruptStoreFile,
+    InvalidArgument,
     InvalidArgumentType,
     JobCanceled,
     JobFailed,
@@ -443,9 +444,30 @@ class Job:
         """Where the job's logs are: a local folder, ``hdfs://...`` or ``s3://.../logs``."""
         return self.environment.log_location(self._files)
 
-    def read_logs(self):
-        """``{log name: text}`` of the job's logs that can be read from here."""
-        return self.environment.read_logs(self._files, self._read_launch())
+    def read_logs(self, run=None):
+        """``{log name: text}`` of the job's logs that can be read from here: those of its
+        latest run, or of run ``run`` (1 is the first; see :meth:`rerun`), or of every run
+        with ``run='all'``. A rerun's own log files are named ``run<N>.<name>``."""
+        from . import rerun as rerunmod
+
+        state = self._files.read_state() or {}
+        latest = rerunmod.run_of_state(state)
+        launch = self._read_launch()
+        if run == "all":
+            logs = {}
+            for earlier in range(1, latest):
+                logs.update(self.read_logs(earlier))
+            logs.update(self.environment.read_logs(self._files, launch))
+            return logs
+        run = latest if run is None else run
+        if not isinstance(run, int) or isinstance(run, bool) or not 1 <= run <= latest:
+            raise InvalidArgument(f"run must be 'all' or a run of job '{self.name}' from 1 "
+                                  f"to {latest}, got {run!r}.")
+        if run != latest:  # an earlier run's YARN application has its own aggregated logs
+            earlier = [p for p in state.get("previous_runs") or [] if p.get("run") == run]
+            app_id = earlier[0].get("app_id") if earlier else None
+            launch = {"app_id": app_id} if app_id else None
+        return rerunmod.logs_of_run(self.environment.read_logs(self._files, launch), run)
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self):

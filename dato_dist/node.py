@@ -133,8 +133,10 @@ class Runners:
     >>> runners.stop_all()                                                # doctest: +SKIP
     """
 
-    def __init__(self, address, authkey, *, log_dir, id_prefix="", max_restarts=0, env=None):
+    def __init__(self, address, authkey, *, log_dir, id_prefix="", max_restarts=0, env=None,
+                 log_prefix=""):
         self.address, self.authkey, self.log_dir = tuple(address), authkey, log_dir
+        self.log_prefix = log_prefix  # of the log files' names (a rerun's: "run<N>.")
         self.id_prefix, self.max_restarts = id_prefix, max_restarts
         self.env = env  # the spawned runners' environment (default: ours), key added
         self.procs = {}  # slot -> pid (forked) or Popen (spawned)
@@ -150,7 +152,7 @@ class Runners:
 
     def _log_fd(self, slot):
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.log_dir, f"runner-{self.runner_id(slot)}.log"),
+        fd = os.open(os.path.join(self.log_dir, f"{self.log_prefix}runner-{self.runner_id(slot)}.log"),
                      os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)  # private whatever the umask
         return fd

@@ -10,6 +10,7 @@ task's later record wins over its earlier one (:class:`~dato_dist.records.Record
 
 import collections
 import os
+import re
 import socket
 import time
 
@@ -20,6 +21,33 @@ FINAL = ("Completed", "Failed", "Canceled")
 #: Seconds after which a claimed run that never started (its client died between the claim
 #: and the start) no longer blocks the next rerun. Racing clients claim within this.
 STALE_CLAIM = 60.0
+
+
+_RUN_TAG = re.compile(r"run(\d+)\.")
+
+
+def log_prefix(run):
+    """What the log files of run ``run`` are named with in ``<job>/logs/``: nothing for the
+    first run, ``run<N>.`` for a rerun, so no run's copy replaces an earlier one's."""
+    return f"run{run}." if isinstance(run, int) and run > 1 else ""
+
+
+def run_of_state(state):
+    """The run a job's ``state.json`` is at (1 for a job never run again)."""
+    run = (state or {}).get("run")
+    return run if isinstance(run, int) and run > 0 else 1
+
+
+def logs_of_run(logs, run):
+    """The entries of ``logs`` (``{log name: text}``) that run ``run`` wrote: names led by
+    ``run<N>.`` are run N's, the others the first run's. YARN's own aggregated logs (``yarn
+    logs -applicationId``, one application per run) are kept whole. When no name is tagged
+    at all, the environment does not name its logs by run: everything is returned."""
+    tags = {name: _RUN_TAG.match(name) for name in logs}
+    if run > 1 and not any(tags.values()):
+        return dict(logs)
+    return {name: text for name, text in logs.items() if name.startswith("yarn logs ") or
+            (int(tags[name].group(1)) if tags[name] else 1) == run}
 
 
 def start(job, failed_only):
@@ -93,7 +121,8 @@ def start(job, failed_only):
                        "previous_runs": request["previous_runs"]})
     config = Config.load()
     try:
-        prepared = env.prepare(files, spec["settings"], config)
+        # The run goes with the settings, so this run's driver log gets a name of its own.
+        prepared = env.prepare(files, dict(spec["settings"], run=run), config)
         proc = env.start_job(files, spec, config, prepared)
     except BaseException as e:
         # YARN and EC2 record their own start failures; this covers the rest.

@@ -10,6 +10,7 @@ import re
 import secrets
 import socket
 import sys
+import threading
 import time
 
 import cloudpickle
@@ -222,18 +223,27 @@ def _user_modules(*functions):
     return modules
 
 
+#: cloudpickle's by-value registry is one set for the process: two creates on threads
+#: would unregister each other's modules (then pickle by reference, or raise ValueError).
+_BY_VALUE_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _by_value(env, *functions):
     """On remote environments, ship the user's own modules with the function (by value):
     the hosts have the installed packages, not the files next to the user's script."""
     modules = _user_modules(*functions) if env.remote else []
-    for module in modules:
-        cloudpickle.register_pickle_by_value(module)
-    try:
+    if not modules:
         yield
-    finally:
+        return
+    with _BY_VALUE_LOCK:
         for module in modules:
-            cloudpickle.unregister_pickle_by_value(module)
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            yield
+        finally:
+            for module in modules:
+                cloudpickle.unregister_pickle_by_value(module)
 
 
 def _source(function):

@@ -52,6 +52,30 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
+def submit_together(creates):
+    """``{key: create()}`` for ``creates`` (``{key: function}``), run on threads: creating
+    a job on a cluster waits for its application to start, and those waits overlap. Every
+    job created is returned or, if one create raised, canceled before that is raised."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(len(creates) or 1) as pool:
+        futures = {key: pool.submit(create) for key, create in creates.items()}
+    made, error = {}, None
+    for key, future in futures.items():
+        try:
+            made[key] = future.result()
+        except Exception as e:  # noqa: BLE001 - raised below, after the cleanup
+            error = error or e
+    if error is not None:
+        for job in made.values():
+            try:
+                job.cancel()
+            except Exception:  # noqa: BLE001 - the first error is the one to see
+                pass
+        raise error
+    return made
+
+
 def pid_alive(pid):
     from dato_dist.procs import is_alive
 

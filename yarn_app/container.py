@@ -45,6 +45,18 @@ def _job_files(store_uri, job_id):
     return JobFiles(Store(store_uri), job_id)
 
 
+def _log_prefix(files):
+    """``run<N>.`` for a rerun's logs (see :func:`dato_dist.rerun.log_prefix`): the client
+    wrote the run in the state before it submitted this application."""
+    from dato_dist import rerun
+
+    try:
+        return rerun.log_prefix(rerun.run_of_state(files.read_state()))
+    except Exception as e:  # noqa: BLE001 - logs still ship, under the first run's names
+        print(f"[dato-dist] could not read the job's run from its state: {e}", flush=True)
+        return ""
+
+
 def _install_packages(files, packages):
     """pip-install ``packages`` into ./deps, finding them in the dist folder's user packages."""
     if not packages:
@@ -117,7 +129,7 @@ def driver(args):
     listener = bind_listener(host, (args.start_port, args.end_port), authkey)
     app.kv[DRIVER_ADDRESS] = f"{host}:{listener.address[1]}".encode()
     files = _job_files(args.store, args.job)
-    with node.LogShipper(files, _log_dirs(), prefix="driver-"):
+    with node.LogShipper(files, _log_dirs(), prefix=_log_prefix(files) + "driver-"):
         status = drv.run(args.store, args.job, listener, authkey,
                          job_key=bytes.fromhex(app.kv.wait(JOBKEY).decode()),
                          explain=ContainerExplainer(app))
@@ -139,7 +151,7 @@ def worker(args):
     # records name the container, its host and the runner: "container_..._000002@host:pid"
     os.environ[WORKER_ENV] = cid + "@" + (os.environ.get("NM_HOST") or socket.gethostname()) \
         + ":{pid}"
-    with node.LogShipper(files, _log_dirs(), prefix=f"worker-{cid}-"):
+    with node.LogShipper(files, _log_dirs(), prefix=f"{_log_prefix(files)}worker-{cid}-"):
         try:
             _install_packages(files, args.packages)
         except Exception as e:  # the driver reports it (class 'environment')

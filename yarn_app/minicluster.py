@@ -460,6 +460,18 @@ def _write(path, text, mode=None):
     os.replace(tmp, path)
 
 
+#: The second queue of the test cluster: an application there reclaims, by preemption, the
+#: half of the cluster that "default" uses beyond its guarantee.
+PREEMPT_QUEUE = "urgent"
+_PREEMPTION_PREFIX = "yarn.resourcemanager.monitor.capacity.preemption."
+PREEMPTION = {_PREEMPTION_PREFIX + k: v for k, v in {
+    "monitoring_interval": 500,  # ms between the policy's rounds
+    "max_wait_before_kill": 1000,  # ms from asking an application to killing its container
+    "total_preemption_per_round": 1.0,
+    "natural_termination_factor": 1.0,
+}.items()}
+
+
 def build_site_files(ports, conf_dir, lib_dir, work_dir, nm_memory_mb, nm_vcores,
                      container_path, extra=None):
     """The contents of core-site, hdfs-site, yarn-site and capacity-scheduler."""
@@ -532,13 +544,28 @@ def build_site_files(ports, conf_dir, lib_dir, work_dir, nm_memory_mb, nm_vcores
         "yarn.nodemanager.remote-app-log-dir-suffix": "logs",
         "yarn.log-aggregation.retain-seconds": 86400,
         "yarn.nodemanager.delete.debug-delay-sec": 60,
+        # A preempting scheduler, as on a shared production cluster: the CapacityScheduler's
+        # preemption monitor takes back what a queue holds beyond its guarantee when another
+        # queue needs it, asking the application first and killing the container (exit
+        # status -102) after max_wait_before_kill. Short intervals, so a test sees it in
+        # seconds; whole rounds, so one preemption is not spread over many of them.
+        "yarn.resourcemanager.scheduler.monitor.enable": "true",
+        "yarn.resourcemanager.scheduler.monitor.policies":
+            "org.apache.hadoop.yarn.server.resourcemanager.monitor.capacity."
+            "ProportionalCapacityPreemptionPolicy",
+        **PREEMPTION,
     }
-    capacity = {
-        "yarn.scheduler.capacity.root.queues": "default",
-        "yarn.scheduler.capacity.root.default.capacity": 100,
-        "yarn.scheduler.capacity.root.default.maximum-capacity": 100,
-        "yarn.scheduler.capacity.root.default.user-limit-factor": 1,
-        "yarn.scheduler.capacity.root.default.state": "RUNNING",
+    # Two queues, half of the cluster guaranteed to each. Either may use the whole cluster
+    # while the other is idle (maximum-capacity 100; user-limit-factor 2 lets one user do
+    # so), so jobs in "default" see the same cluster as with one queue; an application in
+    # PREEMPT_QUEUE takes its half back by preemption.
+    capacity = {"yarn.scheduler.capacity.root.queues": "default," + PREEMPT_QUEUE}
+    for queue in ("default", PREEMPT_QUEUE):
+        prefix = "yarn.scheduler.capacity.root.%s." % queue
+        capacity.update({prefix + "capacity": 50, prefix + "maximum-capacity": 100,
+                         prefix + "user-limit-factor": 2, prefix + "state": "RUNNING"})
+    capacity.update(PREEMPTION)  # the policy reads the scheduler's configuration
+    capacity.update({
         "yarn.scheduler.capacity.maximum-applications": 10000,
         # the test-jar's own capacity-scheduler.xml says 0.1: one application at a time
         "yarn.scheduler.capacity.maximum-am-resource-percent": 0.8,
@@ -546,7 +573,7 @@ def build_site_files(ports, conf_dir, lib_dir, work_dir, nm_memory_mb, nm_vcores
         "yarn.scheduler.capacity.resource-calculator":
             "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator",
         "yarn.scheduler.capacity.node-locality-delay": -1,
-    }
+    })
     for key, value in (extra or {}).items():
         target = hdfs if key.startswith("dfs.") else \
             capacity if key.startswith("yarn.scheduler.capacity.") else \

@@ -17,6 +17,7 @@ import time
 
 from .. import procs
 from ..errors import ConfigError, InvalidArgument
+from ..rerun import log_prefix
 from .base import Environment
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,10 @@ class LocalAsync(Environment):
         cmd = [sys.executable, "-m", "dato_dist.driver", "--store", files.store.uri,
                "--job", files.job_id, "--local-runners", str(self.workers(config)),
                "--local-log-dir", log_dir, "--wait-go"]
-        log_path = os.path.join(log_dir, "driver.log")
+        prefix = log_prefix(settings.get("run"))  # a rerun's logs do not mix with earlier runs'
+        if prefix:
+            cmd += ["--log-prefix", prefix]
+        log_path = os.path.join(log_dir, prefix + "driver.log")
         method = config["local.start_method"]
         if method not in ("launcher", "spawn"):
             raise ConfigError(f"Config key local.start_method must be 'launcher' or 'spawn', "

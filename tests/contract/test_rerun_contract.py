@@ -7,18 +7,18 @@ by the tasks themselves (files in a shared folder, tests/contract/rerun_tasks.py
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import dato_dist as gl
 from dato_dist.errors import RerunRefused
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO, submit_together, wait_for
 from tests.contract import rerun_tasks
 from tests.contract.test_jobs import ended, start
 
@@ -31,15 +31,48 @@ def _touch(path):
     open(path, "w").close()
 
 
-def _failed_first_time(environment, jobs, folder, n=6):
-    """A Completed map job whose odd tasks failed; its results."""
-    job = start(environment, jobs, gl.deploy.map_job.create, rerun_tasks.fails_until_fixed,
-                _params(folder, n))
+#: The tests that start from a job whose odd tasks failed (``_failed_first_time``).
+FIRST_RUNS = ("rerun", "cli", "racing")
+
+
+@pytest.fixture(scope="module")
+def first_runs(environment, tmp_path_factory):
+    """On YARN, the first runs of the :data:`FIRST_RUNS` tests, submitted together so their
+    applications start side by side (one takes 20-60 s to start); each test takes its own
+    ``(folder, job)``. Elsewhere a job is quick to start: each test starts its own (None)."""
+    if environment.name != "YARN":
+        yield None
+        return
+    started = {}
+    folders = {key: tmp_path_factory.mktemp(f"rerun-{key}") for key in FIRST_RUNS}
+    try:
+        made = submit_together({key: functools.partial(
+            gl.deploy.map_job.create, rerun_tasks.fails_until_fixed, _params(folders[key], 6),
+            environment=environment.env) for key in FIRST_RUNS})
+        started = {key: (folders[key], job) for key, job in made.items()}
+        yield started
+    finally:
+        for _, job in started.values():
+            try:
+                job.cancel()
+            except Exception:  # noqa: BLE001 - teardown must reach every job
+                pass
+
+
+def _failed_first_time(environment, jobs, folder, first_runs=None, key=None, n=6):
+    """A Completed map job whose odd tasks failed (``first_runs[key]`` if it was started
+    already); the job, its results and the folder its tasks count their runs in."""
+    if first_runs:
+        folder, job = first_runs[key]
+        jobs.append(job)
+    else:
+        job = start(environment, jobs, gl.deploy.map_job.create,
+                    rerun_tasks.fails_until_fixed, _params(folder, n))
     assert ended(environment, job) == "Completed", job.get_error()
     first = job.get_map_results()
     assert [r is None for r in first] == [bool(i % 2) for i in range(n)]
     assert rerun_tasks.runs(folder, n) == [1] * n
-    return job, first
+    return job, first, folder
 
 
 def _check_rerun_of_failed(job, folder, first, n=6):
@@ -55,8 +88,8 @@ def _check_rerun_of_failed(job, folder, first, n=6):
     assert state["results_files"] >= 2  # the first run's files, then the rerun's
 
 
-def test_rerun_failed_runs_only_the_failed_tasks(environment, jobs, tmp_path):
-    job, first = _failed_first_time(environment, jobs, tmp_path)
+def test_rerun_failed_runs_only_the_failed_tasks(environment, jobs, tmp_path, first_runs):
+    job, first, tmp_path = _failed_first_time(environment, jobs, tmp_path, first_runs, "rerun")
     name, uri = job.name, job.uri
     _touch(tmp_path / "fixed")
     assert job.rerun(failed_only=True) is job
@@ -67,6 +100,7 @@ def test_rerun_failed_runs_only_the_failed_tasks(environment, jobs, tmp_path):
     again = gl.deploy.job.load(uri)
     assert again.get_map_results() == job.get_map_results()
     assert again.get_metrics()["attempts"] == [1, 2, 1, 2, 1, 2]
+    _check_logs_of_each_run(environment, job, 2)
     # nothing left to run again: said so; every task again: all run a third time
     with pytest.raises(gl.errors.NothingToDo, match="nothing to run again"):
         job.rerun(failed_only=True)
@@ -75,6 +109,41 @@ def test_rerun_failed_runs_only_the_failed_tasks(environment, jobs, tmp_path):
     assert rerun_tasks.runs(tmp_path, 6) == [2, 3, 2, 3, 2, 3]
     assert job.get_metrics()["attempts"] == [2, 3, 2, 3, 2, 3]
     assert job._files.read_state()["run"] == 3
+    _check_logs_of_each_run(environment, job, 3)
+
+
+def _check_logs_of_each_run(environment, job, runs):
+    """Each run keeps its own driver log: ``read_logs()`` is the latest run's, ``run=N`` an
+    earlier one's (never replaced by a later run), ``run='all'`` every run's; the CLI too.
+    (Each read of an ended YARN run is a ``yarn logs`` call: a few seconds.)"""
+    if environment.name == "EC2":
+        return  # EC2 does not name its logs by run (yet): read_logs() has them all
+    mark = re.compile(r"job \S+ run (\d+): running")  # a rerun's driver says so first
+    ended = f"job {job._files.job_id} Completed"  # a driver's last line
+    logs = {}
+
+    def runs_in(found):
+        return {int(m) for text in found.values() for m in mark.findall(text)}
+
+    def complete():  # a remote driver's last lines reach the store a moment later
+        for run in range(1, runs + 1):
+            if ended not in "".join(logs.get(run, {}).values()):
+                logs[run] = job.read_logs(run=run)
+        return all(ended in "".join(logs[run].values()) for run in logs) and len(logs) == runs
+
+    wait_for(complete, environment.log_delay + 60, 1.0, what="every run's driver log")
+    assert runs_in(logs[1]) == set()
+    for run in range(2, runs + 1):
+        assert runs_in(logs[run]) == {run}
+    assert runs_in(job.read_logs()) == {runs}  # the latest run's
+    with pytest.raises(gl.errors.InvalidArgument, match="a run of job"):
+        job.read_logs(run=runs + 1)
+    if runs < 3:
+        return
+    assert runs_in(job.read_logs(run="all")) == set(range(2, runs + 1))
+    out = _cli("job", "logs", job.name, "--run", "1")
+    assert out.returncode == 0 and f"# run 1 of {runs}" in out.stdout, out.stderr[-3000:]
+    assert not mark.search(out.stdout), out.stdout[-3000:]
 
 
 def test_lost_driver_then_rerun_failed_resumes(environment, jobs, tmp_path):
@@ -130,8 +199,8 @@ def _cli(*args, timeout=300):
                           text=True, timeout=timeout, cwd=REPO, stdin=subprocess.DEVNULL)
 
 
-def test_cli_rerun_failed_then_wait(environment, jobs, tmp_path):
-    job, first = _failed_first_time(environment, jobs, tmp_path)
+def test_cli_rerun_failed_then_wait(environment, jobs, tmp_path, first_runs):
+    job, first, tmp_path = _failed_first_time(environment, jobs, tmp_path, first_runs, "cli")
     _touch(tmp_path / "fixed")
     out = _cli("job", "rerun", job.name, "--failed")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -162,10 +231,13 @@ def test_rerun_of_a_running_job_is_refused(environment, jobs, tmp_path):
 
 
 RACER = """
-    import sys, time
+    import os, sys, time
     import dato_dist as gl
     job = gl.deploy.job.load(sys.argv[1])
-    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # both start at once
+    open(sys.argv[2], "w").close()  # loaded: the test then makes sys.argv[3]
+    deadline = time.monotonic() + 150
+    while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
+        time.sleep(0.005)  # both start within milliseconds
     try:
         job.rerun(failed_only=True)
         print("STARTED")
@@ -174,15 +246,22 @@ RACER = """
 """
 
 
-def test_racing_reruns_only_one_starts(environment, jobs, tmp_path):
-    job, first = _failed_first_time(environment, jobs, tmp_path)
-    _touch(tmp_path / "fixed")
-    at = time.time() + (20 if environment.env.remote else 5)  # after both have loaded the job
+def test_racing_reruns_only_one_starts(environment, jobs, tmp_path, first_runs):
+    job, first, folder = _failed_first_time(environment, jobs, tmp_path, first_runs, "racing")
+    _touch(folder / "fixed")
+    go = tmp_path / "go"
     racers = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(RACER), job.uri,
-                                str(at)], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-              for _ in range(2)]
+                                str(tmp_path / f"loaded-{k}"), str(go)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL)
+              for k in range(2)]
     outs = []
+    try:  # both start at once, once both have loaded the job
+        wait_for(lambda: all(os.path.exists(tmp_path / f"loaded-{k}") for k in range(2))
+                 or any(p.poll() is not None for p in racers), 120, 0.05,
+                 what="both racers to load the job")
+    finally:
+        _touch(go)
     for p in racers:
         try:
             out, err = p.communicate(timeout=300)
@@ -199,5 +278,5 @@ def test_racing_reruns_only_one_starts(environment, jobs, tmp_path):
     job = gl.deploy.job.load(job.uri)
     jobs.append(job)
     assert job.wait(timeout=environment.timeout) == "Completed", job.get_error()
-    _check_rerun_of_failed(job, tmp_path, first)  # the failed tasks ran once more, not twice
+    _check_rerun_of_failed(job, folder, first)  # the failed tasks ran once more, not twice
     assert job._files.rerun_numbers() == [2]

@@ -12,16 +12,62 @@ import pytest
 
 import dato_dist as gl
 from tests import tasks
-from tests.conftest import HADOOP_WORKER_MB, wait_for
+from tests.conftest import HADOOP_WORKER_MB, submit_together, wait_for
 
-pytestmark = [pytest.mark.yarn, pytest.mark.hdfs, pytest.mark.slow]
+# the first test using ``started`` also waits for every job's application to start
+pytestmark = [pytest.mark.yarn, pytest.mark.hdfs, pytest.mark.slow, pytest.mark.timeout(900)]
 WORKER = re.compile(r"^container_\w+@[^:]+:\d+$")  # container id @ host : pid
 
 
-@pytest.fixture
-def hadoop(dist_path, minicluster):
-    return gl.deploy.hadoop_cluster.create("hadoop-failures", dist_path,
-                                           hadoop_conf_dir=minicluster.conf_dir)
+MISSING_PACKAGE = "ddt-no-such-package-4c1e9"
+
+
+def held(i, path):
+    """Wait (at most 240 s) until ``path`` exists; ``i * i``."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 240
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return i * i
+
+
+@pytest.fixture(scope="module")
+def started(dist_path, minicluster, tmp_path_factory):
+    """Every job of this module, submitted at once, so YARN starts their applications side
+    by side (one takes 20-60 s to start here) and each test waits for its own. The job a
+    test kills a container of holds its tasks until that test releases them."""
+    release = str(tmp_path_factory.mktemp("failures-yarn") / "release")
+    hadoop = gl.deploy.hadoop_cluster.create("hadoop-failures", dist_path,
+                                             hadoop_conf_dir=minicluster.conf_dir)
+    badpkg = gl.deploy.hadoop_cluster.create(
+        "hadoop-badpkg", dist_path, hadoop_conf_dir=minicluster.conf_dir, num_containers=1,
+        additional_packages=MISSING_PACKAGE)
+    submit = {
+        "memory": lambda: gl.deploy.job.create(tasks.hog, environment=hadoop,
+                                               mb=4 * HADOOP_WORKER_MB, seconds=120),
+        "lost": lambda: gl.deploy.map_job.create(
+            tasks.dies_first, [{"i": i} for i in range(3)], environment=hadoop),
+        "killed": lambda: gl.deploy.map_job.create(
+            held, [{"i": i, "path": release} for i in range(4)], environment=hadoop),
+        "environment": lambda: gl.deploy.job.create(tasks.import_missing, environment=hadoop),
+        "badpkg": lambda: gl.deploy.job.create(tasks.add, environment=badpkg, x=1, y=2),
+    }
+    jobs = {"release": release}
+    try:
+        # create() returns once YARN runs the application master (30-60 s each here):
+        # on threads, those waits overlap
+        jobs.update(submit_together(submit))
+        yield jobs
+    finally:
+        open(release, "w").close()
+        for name, job in jobs.items():
+            if name != "release":
+                try:
+                    job.cancel()
+                except Exception:  # noqa: BLE001 - teardown must reach every job
+                    pass
 
 
 def _effective_conf(minicluster):
@@ -49,13 +95,12 @@ def test_the_test_cluster_enforces_physical_memory_only(minicluster, enforcing):
     assert int(enforcing["yarn.nodemanager.container-monitor.interval-ms"]) <= 1000
 
 
-def test_a_task_beyond_its_container_memory_fails_as_memory_in_seconds(hadoop, enforcing,
+def test_a_task_beyond_its_container_memory_fails_as_memory_in_seconds(started, enforcing,
                                                                        yarn_apps):
     """1 GiB in a 256 MB container: the NodeManager kills the container; the job is Failed
     at once (no re-run in a container of the same size), class 'memory', with YARN's
     diagnostic text in get_error() and in the task's record."""
-    mb = 4 * HADOOP_WORKER_MB
-    job = gl.deploy.job.create(tasks.hog, environment=hadoop, mb=mb, seconds=120)
+    job = started["memory"]
     yarn_apps.append(job.app_id)
     wait_for(lambda: job.get_status() != "Pending", 180, 0.2, what="the driver to start")
     assert job.wait(timeout=90) == "Failed", job.get_error()
@@ -80,13 +125,12 @@ def test_a_task_beyond_its_container_memory_fails_as_memory_in_seconds(hadoop, e
     assert seconds < 90 and state["ended"] - lost_at < 15, (seconds, lost_at)
 
 
-def test_a_task_whose_container_dies_each_time_is_lost_and_each_run_counted(hadoop,
+def test_a_task_whose_container_dies_each_time_is_lost_and_each_run_counted(started,
                                                                            yarn_apps):
     """A task that ends its container's process: YARN replaces the container, the task
     runs again, and after MAX_TASK_LOSSES runs it is Failed, class 'lost', with the
     container's diagnostics; the other tasks complete."""
-    job = gl.deploy.map_job.create(tasks.dies_first, [{"i": i} for i in range(3)],
-                                   environment=hadoop)
+    job = started["lost"]
     yarn_apps.append(job.app_id)
     assert job.wait(timeout=300) == "Completed", job.get_error()
     rows = job.get_metrics()
@@ -99,10 +143,8 @@ def test_a_task_whose_container_dies_each_time_is_lost_and_each_run_counted(hado
     assert all(WORKER.match(w) for w in rows["worker"])
 
 
-def test_a_killed_container_reruns_its_task_and_counts_the_attempt(hadoop, minicluster,
-                                                                  yarn_apps):
-    job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 3} for i in range(4)],
-                                   environment=hadoop)
+def test_a_killed_container_reruns_its_task_and_counts_the_attempt(started, yarn_apps):
+    job = started["killed"]
     yarn_apps.append(job.app_id)
 
     def running():
@@ -112,6 +154,7 @@ def test_a_killed_container_reruns_its_task_and_counts_the_attempt(hadoop, minic
     row = wait_for(running, 180, 0.3, what="a running task")
     assert WORKER.match(row["worker"]), row["worker"]
     os.kill(int(row["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    open(started["release"], "w").close()
     assert job.wait(timeout=240) == "Completed", job.get_error()
     assert job.get_map_results() == [i * i for i in range(4)]
     rerun = job.get_metrics()[int(row["task_name"].rsplit("-", 1)[1])]
@@ -119,8 +162,8 @@ def test_a_killed_container_reruns_its_task_and_counts_the_attempt(hadoop, minic
     assert rerun["worker"] != row["worker"]  # another container ran it again
 
 
-def test_a_module_missing_on_the_node_is_an_environment_failure(hadoop, yarn_apps):
-    job = gl.deploy.job.create(tasks.import_missing, environment=hadoop)
+def test_a_module_missing_on_the_node_is_an_environment_failure(started, yarn_apps):
+    job = started["environment"]
     yarn_apps.append(job.app_id)
     assert job.wait(timeout=240) == "Failed"
     assert job.get_failure_class() == "environment"
@@ -129,15 +172,12 @@ def test_a_module_missing_on_the_node_is_an_environment_failure(hadoop, yarn_app
 
 
 def test_a_package_that_cannot_be_installed_on_the_node_is_an_environment_failure(
-        dist_path, minicluster, yarn_apps):
+        started, yarn_apps):
     """A worker whose pip install of the cluster's additional packages fails says why in
     Skein's kv; once no worker is left, the job is Failed, class 'environment', with pip's
     reason, rather than waiting for runners that will never come."""
-    missing = "ddt-no-such-package-4c1e9"
-    hadoop = gl.deploy.hadoop_cluster.create(
-        "hadoop-badpkg", dist_path, hadoop_conf_dir=minicluster.conf_dir, num_containers=1,
-        additional_packages=missing)
-    job = gl.deploy.job.create(tasks.add, environment=hadoop, x=1, y=2)
+    missing = MISSING_PACKAGE
+    job = started["badpkg"]
     yarn_apps.append(job.app_id)
     assert job.wait(timeout=300) == "Failed", job.get_error()
     assert job.get_failure_class() == "environment", job.get_error()
