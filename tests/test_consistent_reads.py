@@ -17,9 +17,9 @@ import pytest
 import dato_dist as gl
 from dato_dist.store import Store
 from tests import tasks
+from tests.polling import poll_until_completed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORDER = {"Pending": 0, "Running": 1, "Completed": 2}
 POLL_SECONDS = 4.0
 
 
@@ -162,24 +162,6 @@ def test_a_running_job_polled_as_fast_as_possible(job_store, env2):
     n = 24
     job = gl.deploy.map_job.create(tasks.sleepy, [{"i": i, "seconds": 0.2} for i in range(n)],
                                    environment=env2)
-    statuses, polls, results = [], 0, [None] * n
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        status = job.get_status()
-        assert status in ORDER, status  # never Unknown (or Failed, Canceled)
-        statuses.append(status)
-        job.get_metrics()
-        now = job.get_map_results(wait=False)
-        if now is not None:
-            for i, (before, value) in enumerate(zip(results, now)):
-                if before is not None:
-                    assert value == before, f"task {i}: {before} then {value}"
-            results = now
-        polls += 1
-        if status == "Completed":
-            break
-    ranks = [ORDER[s] for s in statuses]
-    assert ranks == sorted(ranks), "a status went back"
-    assert statuses[-1] == "Completed" and "Running" in statuses
+    polls, results = poll_until_completed(job, n, timeout=180)
     assert results == [i * i for i in range(n)]
     print(f"{polls} polls of status, metrics and results")

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import kill_quietly
 from tests.ec2.ec2_support import HOST_IPS, wait_until
+from tests.polling import poll_until_completed
 
 pytestmark = [pytest.mark.ec2, pytest.mark.timeout(180)]
 pytest.importorskip("fabric")
@@ -304,7 +305,6 @@ def test_rerun_on_a_cluster_that_is_gone_fails_at_once_and_changes_nothing(
 
 # -- item 2: a running EC2 job polled as fast as possible reads whole -----------------------------
 
-ORDER = {"Pending": 0, "Running": 1, "Completed": 2}
 
 
 def test_a_running_ec2_job_polled_as_fast_as_possible(cluster):
@@ -317,25 +317,7 @@ def test_a_running_ec2_job_polled_as_fast_as_possible(cluster):
     n = 12
     job = gl.deploy.map_job.create(nap, [{"i": i, "seconds": 0.5} for i in range(n)],
                                    environment=cluster)
-    statuses, polls, results = [], 0, [None] * n
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = job.get_status()
-        assert status in ORDER, (status, job.get_error())
-        statuses.append(status)
-        job.get_metrics()
-        now = job.get_map_results(wait=False)
-        if now is not None:
-            for i, (before, value) in enumerate(zip(results, now)):
-                if before is not None:
-                    assert value == before, f"task {i}: {before} then {value}"
-            results = now
-        polls += 1
-        if status == "Completed":
-            break
-    ranks = [ORDER[s] for s in statuses]
-    assert ranks == sorted(ranks), "a status went back"
-    assert statuses[-1] == "Completed" and "Running" in statuses
+    polls, results = poll_until_completed(job, n, timeout=120)
     assert results == list(range(n))
     print(f"{polls} polls of status, metrics and results of an EC2 job")
 
