@@ -99,6 +99,7 @@ CHECKS = {
     "runner.max_task_output": _at_least(0),
     "driver.flush_interval": _at_least(0),
     "driver.max_runner_restarts": _at_least(0),
+    "driver.max_task_preemptions": _at_least(1),
     "driver.runner_wait_timeout": _at_least(0, strict=True),
     "driver.heartbeat_interval": _at_least(0, strict=True),
     "driver.heartbeat_timeout": _at_least(0, strict=True),

@@ -41,8 +41,9 @@ MAX_TASK_LOSSES = 3
 #: Exception name recorded for such a task.
 RUNNER_LOST = "RunnerLost"
 #: A task whose container YARN preempted this many times is recorded as Failed
-#: (``preempted``). Preemption is the scheduler taking capacity back, not the task's fault,
-#: so it has its own, larger budget and never uses up the MAX_TASK_LOSSES one.
+#: (``preempted``), unless the job's ``driver.max_task_preemptions`` says otherwise.
+#: Preemption is the scheduler taking capacity back, not the task's fault, so it has its
+#: own, larger budget and never uses up the MAX_TASK_LOSSES one.
 MAX_TASK_PREEMPTIONS = 10
 #: Exception name recorded for such a task.
 PREEMPTED = "Preempted"
@@ -185,7 +186,7 @@ class Driver:
     def _lose(self, runner, why):
         """Forget ``runner``; its unfinished tasks go back to the front of the queue, except
         the one it was running when that one was lost :data:`MAX_TASK_LOSSES` times, its
-        container was preempted :data:`MAX_TASK_PREEMPTIONS` times or killed for exceeding
+        container was preempted ``driver.max_task_preemptions`` times or killed for exceeding
         its memory: that one is recorded Failed, with the failure class and the backend's
         diagnostics. When the backend can say why the runner ended, it is asked in a thread
         and the tasks' fate is decided when it answers (:meth:`_settle_losses`)."""
@@ -241,7 +242,8 @@ class Driver:
                 if running in unfinished:
                     self.losses[running] += 1
                     self.preemptions[running] += 1
-                    if self.preemptions[running] >= MAX_TASK_PREEMPTIONS:
+                    if self.preemptions[running] >= self.settings.get(
+                            "max_task_preemptions", MAX_TASK_PREEMPTIONS):  # older specs
                         unfinished.remove(running)
                         self._add_records(records.of_records([self._lost_record(
                             running, runner, kind, diagnostics)]))
@@ -288,8 +290,9 @@ class Driver:
                 "limit; give it larger containers (container_size) or make the task use "
                 "less")
         elif kind == E.PREEMPTED:
+            times = self.preemptions[index]
             exc, message = PREEMPTED, (
-                f"the task's container was preempted {self.preemptions[index]} times (the "
+                f"the task's container was preempted {times} time{'s' * (times != 1)} (the "
                 "scheduler took the capacity back for another queue); run it when the "
                 "cluster is less busy, or in a queue with a larger guarantee (hadoop.queue)")
         else:

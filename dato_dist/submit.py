@@ -413,6 +413,7 @@ def job_settings(config):
         "result_flush_interval": config["runner.result_flush_interval"],
         "flush_interval": config["driver.flush_interval"],
         "max_runner_restarts": config["driver.max_runner_restarts"],
+        "max_task_preemptions": config["driver.max_task_preemptions"],
         "runner_wait_timeout": config["driver.runner_wait_timeout"],
         "driver_heartbeat_interval": config["driver.heartbeat_interval"],
         "driver_heartbeat_timeout": config["driver.heartbeat_timeout"],

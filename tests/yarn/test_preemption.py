@@ -63,19 +63,24 @@ def _running(job, count):
     return rows if len(rows) >= count else None
 
 
+@pytest.mark.parametrize("budget", [None, 1], ids=["runs-again", "budget-1-fails"])
 def test_a_preempted_task_runs_again_without_using_up_its_lost_runner_budget(
-        dist_path, minicluster, preempting, yarn_apps, tmp_path):
+        dist_path, minicluster, preempting, yarn_apps, tmp_path, monkeypatch, budget):
     """Three 2 GB workers in ``default`` (6.5 of the cluster's 8 GB, its guarantee is 4): an
     application in ``urgent`` asks for 2 GB, YARN preempts one worker's container, the
     driver classes the loss ``preempted`` with YARN's text, and the task runs again on a
-    worker that is left (2 attempts, not Failed)."""
+    worker that is left (2 attempts, not Failed). With ``driver.max_task_preemptions`` at
+    1, that task is Failed instead, class ``preempted``, with YARN's text (a map job
+    with a failed task is Completed, GraphLab's rule; the task's result is None)."""
     import skein
 
     from dato_dist.yarn_app.cluster import skein_client
 
+    if budget is not None:
+        monkeypatch.setenv("DATO_DIST_DRIVER_MAX_TASK_PREEMPTIONS", str(budget))
     release = str(tmp_path / "release")
     hadoop = gl.deploy.hadoop_cluster.create(
-        "hadoop-preempted", dist_path, hadoop_conf_dir=minicluster.conf_dir,
+        f"hadoop-preempted-{budget}", dist_path, hadoop_conf_dir=minicluster.conf_dir,
         num_containers=3, container_size=2048)
     job = gl.deploy.map_job.create(hold, [{"i": i, "path": release, "limit": 150}
                                           for i in range(3)], environment=hadoop)
@@ -104,6 +109,20 @@ def test_a_preempted_task_runs_again_without_using_up_its_lost_runner_budget(
         open(release, "w").close()
         if other is not None:
             client.kill_application(other)
+    if budget == 1:
+        assert job.wait(timeout=180) == "Completed", job.get_error()
+        rows = job.get_metrics()
+        failed = [r for r in rows if r["status"] == "Failed"]
+        assert len(failed) == 1 and sorted(rows["status"]) == [
+            "Completed", "Completed", "Failed"], list(rows["status"])
+        row = failed[0]
+        assert row["failure_class"] == "preempted" and row["exception"] == "Preempted", row
+        assert row["attempts"] == 1, row
+        assert "preempted by scheduler" in row["exception_message"].lower(), row
+        assert "was preempted 1 time (" in row["exception_message"], row
+        index = int(row["task_name"].rsplit("-", 1)[1])  # task i is hold-0-<i>
+        assert job.get_map_results() == [None if i == index else i for i in range(3)]
+        return
     assert job.wait(timeout=180) == "Completed", job.get_error()
     assert job.get_map_results() == [0, 1, 2]
     rows = job.get_metrics()
