@@ -68,11 +68,9 @@ class _RunMarker(TaskMarker):
         group = self.group
         if group is None:
             return super().take()
-        indices, flat, stride = group
-        done = len(flat)
-        if done % stride or done // stride >= len(indices):
+        index = _running_in_group(*group)
+        if index is None:
             return None  # between two tasks (only the heartbeat thread sees this)
-        index = indices[done // stride]
         with self._lock:
             if index == self.written:
                 return None
@@ -80,6 +78,15 @@ class _RunMarker(TaskMarker):
         # The previous task's buffered output goes out before this task's marker.
         _flush_output()
         return self.line(index)
+
+
+def _running_in_group(indices, flat, stride):
+    """The index of the task a group (:func:`_run_grouped`) is running, from the length of
+    its growing ``flat`` list; None between two tasks or once the group is done."""
+    done = len(flat)
+    if done % stride or done // stride >= len(indices):
+        return None
+    return indices[done // stride]
 
 
 _marker = _RunMarker()  # the running task's marker line (see dato_dist.output)
@@ -180,10 +187,10 @@ def _current(state):
     group = state.get("group")
     if group is not None:
         indices, flat, start, stride, seen = group  # _run_grouped's, growing as it runs
-        done = len(flat)
-        if done % stride or done // stride >= len(indices):
+        index = _running_in_group(indices, flat, stride)
+        if index is None:
             return None
-        index = indices[done // stride]
+        done = len(flat)
         if seen is not None:  # a group timed as a whole: when this task was seen running
             seen.setdefault(index, time.time())
         return (index, flat[done - 1] if done and stride == 2 else start)
